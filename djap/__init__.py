@@ -1,0 +1,59 @@
+"""djap: Django Async Job Pipelines.
+
+`from djap import BaseJob, create_new, ...` works before Django is set up: the
+names below are imported from djap_django on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "BaseJob": "djap_django.jobs",
+    "create_new": "djap_django.jobs",
+    "acreate_new": "djap_django.jobs",
+    "bulk_create_new": "djap_django.jobs",
+    "abulk_create_new": "djap_django.jobs",
+    "Pipeline": "djap_django.pipelines",
+    "run_num_jobs": "djap_django.worker",
+    "Retry": "djap_django.exceptions",
+}
+
+__all__ = [
+    "BaseJob",
+    "Pipeline",
+    "Retry",
+    "abulk_create_new",
+    "acreate_new",
+    "bulk_create_new",
+    "create_new",
+    "run_num_jobs",
+]
+
+if TYPE_CHECKING:
+    from djap_django.exceptions import Retry
+    from djap_django.jobs import (
+        BaseJob,
+        abulk_create_new,
+        acreate_new,
+        bulk_create_new,
+        create_new,
+    )
+    from djap_django.pipelines import Pipeline
+    from djap_django.worker import run_num_jobs
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'djap' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

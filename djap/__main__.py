@@ -1,0 +1,3 @@
+from djap.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""The `djap` command: what an operator runs. Each command sets Django up itself."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+try:  # typer >= 0.2x carries its own copy of click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer depends on click itself
+    import click.exceptions as click_exceptions
+
+from .django_setup import setup_django
+from .errors import CliError
+
+app = typer.Typer(
+    name="djap",
+    help="djap: Django Async Job Pipelines. Run workers, supervise them, watch the queue.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SettingsOpt = Annotated[
+    str | None,
+    typer.Option("--settings", help="Django settings module (else DJANGO_SETTINGS_MODULE)."),
+]
+PythonPathOpt = Annotated[
+    str | None, typer.Option("--pythonpath", help="A folder to add to sys.path first.")
+]
+
+
+@app.callback()
+def _root() -> None:
+    """djap: Django Async Job Pipelines."""
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """'A, B' -> ['A', 'B']; None stays None (no filter)."""
+    if text is None:
+        return None
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+@app.command()
+def work(
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="asyncio tasks in flight (DJAP CONCURRENCY).")
+    ] = None,
+    include: Annotated[
+        str | None, typer.Option(help="Only these job names, comma-separated.")
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option(help="Never these job names, comma-separated.")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit 0 once no runnable job is left.")] = False,
+    num_jobs: Annotated[int | None, typer.Option(min=1, help="Exit after this many jobs.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(min=0, help="Stop claiming after S seconds, then exit.")
+    ] = None,
+    grace: Annotated[
+        float | None, typer.Option(min=0, help="Seconds running jobs get after SIGTERM.")
+    ] = None,
+    group: Annotated[str, typer.Option(help="Group name shown in djap status.")] = "default",
+    node_name: Annotated[
+        str | None, typer.Option(help="Host name to report (default: this machine's).")
+    ] = None,
+    supervisor_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Run one worker process: claim jobs and run them on an asyncio pool."""
+    setup_django(settings, pythonpath)
+    from djap_django.runner import run_worker_process
+    from djap_django.worker import WorkerOptions
+
+    options = WorkerOptions(
+        concurrency=concurrency,
+        include=parse_names(include),
+        exclude=parse_names(exclude) or [],
+        burst=burst,
+        num_jobs=num_jobs,
+        timeout=timeout,
+        grace=grace,
+        group=group,
+        host=node_name,
+        supervisor_pid=supervisor_pid,
+    )
+    raise typer.Exit(run_worker_process(options, log_level))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
+    try:
+        code = app(args=argv, prog_name="djap", standalone_mode=False)
+    except click_exceptions.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "djap"
+        print(f"{command}: error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except CliError as exc:
+        print(f"djap: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Exit, click_exceptions.Exit) as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, click_exceptions.Abort):
+        print("djap: aborted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

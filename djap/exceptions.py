@@ -1,0 +1,29 @@
+"""Errors users can catch: `from djap.exceptions import InvalidInputsError`."""
+
+from djap_django.exceptions import (
+    ConfigurationError,
+    DjapError,
+    DuplicateJobNameError,
+    EnqueueError,
+    InvalidInputsError,
+    InvalidOutputsError,
+    JobDefinitionError,
+    MissingInputsError,
+    NotARegisteredJobError,
+    Retry,
+    UnexpectedInputsError,
+)
+
+__all__ = [
+    "ConfigurationError",
+    "DjapError",
+    "DuplicateJobNameError",
+    "EnqueueError",
+    "InvalidInputsError",
+    "InvalidOutputsError",
+    "JobDefinitionError",
+    "MissingInputsError",
+    "NotARegisteredJobError",
+    "Retry",
+    "UnexpectedInputsError",
+]

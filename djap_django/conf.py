@@ -1,0 +1,52 @@
+"""The DJAP settings dict: defaults, and one accessor that merges the user's values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+#: Every key the DJAP settings dict accepts, with its default.
+DEFAULTS: dict[str, Any] = {
+    # The database alias that holds the queue tables.
+    "DATABASE": "default",
+    # asyncio tasks in flight per worker process.
+    "CONCURRENCY": 100,
+    # Attempts a job gets before it is failed (class option `max_attempts` overrides).
+    "MAX_ATTEMPTS": 1,
+    # Seconds a job may run before it is cancelled (class option `timeout`); None = no limit.
+    "TIMEOUT": None,
+    # Retry backoff: base * 2**(attempt-1) seconds, capped, with +-25% jitter.
+    "RETRY_BACKOFF_BASE": 1.0,
+    "RETRY_BACKOFF_MAX": 300.0,
+    # Seconds between a worker's heartbeats.
+    "HEARTBEAT_INTERVAL": 2.0,
+    # A worker whose last heartbeat is older than this (seconds) is dead; its jobs go back.
+    "STALE_AFTER": 30.0,
+    # A job whose worker died while running it this many times is failed as poison.
+    "MAX_CRASHES": 3,
+    # Seconds between polls when no notification arrives (PostgreSQL's fallback).
+    "POLL_INTERVAL": 1.0,
+    # SQLite has no notifications: idle workers poll between these bounds (seconds).
+    "SQLITE_POLL_MIN": 0.005,
+    "SQLITE_POLL_MAX": 0.1,
+    # Completions are written in batches of up to this many, at least this often (seconds).
+    "COMPLETION_BATCH": 500,
+    "COMPLETION_FLUSH_INTERVAL": 0.005,
+    # Seconds running jobs get to finish after SIGTERM before they are put back.
+    "GRACE": 30.0,
+    # Stopped or dead worker rows are deleted after this many seconds.
+    "PRUNE_WORKERS_AFTER": 3600.0,
+}
+
+
+def get(key: str) -> Any:
+    """Return the DJAP setting `key`, the user's value or the default."""
+    user = getattr(settings, "DJAP", None) or {}
+    if key in user:
+        return user[key]
+    return DEFAULTS[key]
+
+
+def database_alias() -> str:
+    return get("DATABASE")

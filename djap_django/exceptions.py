@@ -1,0 +1,55 @@
+"""Errors a user can catch; `djap.exceptions` re-exports every one of them."""
+
+from __future__ import annotations
+
+
+class DjapError(Exception):
+    """Base class of every error djap raises on purpose."""
+
+
+class JobDefinitionError(DjapError, TypeError):
+    """A BaseJob subclass is declared wrongly (it sets `name`, or its name is taken)."""
+
+
+class DuplicateJobNameError(JobDefinitionError):
+    """Two job classes in different modules share one class name."""
+
+
+class EnqueueError(DjapError, ValueError):
+    """A job could not be enqueued; nothing was written."""
+
+
+class NotARegisteredJobError(EnqueueError):
+    """The object given is not a registered BaseJob subclass or instance."""
+
+
+class MissingInputsError(EnqueueError):
+    """The job declares `Inputs` but none were given."""
+
+
+class UnexpectedInputsError(EnqueueError):
+    """Inputs were given to a job that declares no `Inputs`."""
+
+
+class InvalidInputsError(EnqueueError):
+    """The inputs do not round-trip through the job's `Inputs` class and JSON."""
+
+
+class InvalidOutputsError(DjapError, ValueError):
+    """A job set outputs that do not fit its `Outputs` class or JSON."""
+
+
+class ConfigurationError(DjapError):
+    """The DJAP settings or a worker option is wrong."""
+
+
+class Retry(Exception):  # noqa: N818 - raised by jobs, reads as `raise Retry(after=5)`
+    """Raise from `run` to ask for another attempt, after `after` seconds.
+
+    The attempt still counts against `max_attempts`.
+    """
+
+    def __init__(self, after: float | None = None, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested (after={after})")
+        self.after = after
+        self.reason = reason

@@ -1,0 +1,193 @@
+"""BaseJob, and the enqueue API: create_new, bulk_create_new and their async twins."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.utils import timezone
+
+from . import codec, conf, registry
+from .exceptions import (
+    JobDefinitionError,
+    MissingInputsError,
+    NotARegisteredJobError,
+    UnexpectedInputsError,
+)
+from .models import JobDBModel
+
+
+class BaseJob:
+    """Subclass in `<app>/jobs.py`; the class name is the job's name.
+
+    Declare nested `Inputs` / `Outputs` dataclasses (or classes with a zero-argument
+    `asdict()`), then `async def run(self)` reads `self.inputs` and sets
+    `self.outputs`. A plain `def run(self)` runs in a thread.
+    """
+
+    Inputs: ClassVar[type | None] = None
+    Outputs: ClassVar[type | None] = None
+    #: Attempts before the job is failed; None takes DJAP["MAX_ATTEMPTS"].
+    max_attempts: ClassVar[int | None] = None
+    #: Seconds before a running attempt is cancelled; None takes DJAP["TIMEOUT"].
+    timeout: ClassVar[float | None] = None
+    #: Higher runs first.
+    priority: ClassVar[int] = 0
+    #: Set `abstract = True` on a base class that should not be registered itself.
+    abstract: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            raise JobDefinitionError(
+                f"{cls.__module__}.{cls.__qualname__} sets `name`; a job's name is its class "
+                f"name ({cls.__name__!r}). Remove the attribute or rename the class."
+            )
+        if not cls.__dict__.get("abstract", False):
+            cls.abstract = False
+            registry.register(cls)
+
+    def __init__(
+        self,
+        inputs: Any = None,
+        *,
+        priority: int | None = None,
+        run_after: dt.datetime | dt.timedelta | None = None,
+    ) -> None:
+        self.inputs = inputs
+        self.outputs: Any = None
+        #: In a pipeline: the next step's inputs (a list fans out into branches).
+        self.next_job_inputs: Any = None
+        self.priority_override = priority
+        self.run_after = run_after
+        #: Set by the worker: the row's id and which attempt this is (1-based).
+        self.id: int | None = None
+        self.attempt = 0
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @classmethod
+    def create(
+        cls,
+        inputs: Any = None,
+        *,
+        priority: int | None = None,
+        run_after: dt.datetime | dt.timedelta | None = None,
+    ) -> BaseJob:
+        """An unsaved job; pass it to `create_new` or `bulk_create_new`."""
+        return cls(inputs, priority=priority, run_after=run_after)
+
+    async def run(self) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must define run()")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id} inputs={self.inputs!r}>"
+
+
+def _as_job(job_or_class: Any) -> BaseJob:
+    if isinstance(job_or_class, type) and issubclass(job_or_class, BaseJob):
+        job = job_or_class.create()
+    elif isinstance(job_or_class, BaseJob):
+        job = job_or_class
+    else:
+        raise NotARegisteredJobError(
+            f"{job_or_class!r} is not a BaseJob subclass or instance; "
+            "define jobs as `class MyJob(BaseJob)` in <app>/jobs.py"
+        )
+    name = type(job).__name__
+    if registry.get(name) is not type(job):
+        raise NotARegisteredJobError(
+            f"{name} is not a registered job (abstract, or shadowed by another class "
+            "of that name); registered jobs: " + (", ".join(registry.names()) or "none")
+        )
+    return job
+
+
+def _encode_inputs(job: BaseJob) -> Any:
+    cls, name = type(job), type(job).__name__
+    if cls.Inputs is None:
+        if job.inputs is not None:
+            raise UnexpectedInputsError(
+                f"{name}: inputs were given ({job.inputs!r}) but {name} declares no Inputs"
+            )
+        return None
+    if job.inputs is None:
+        raise MissingInputsError(f"{name}: inputs are missing; {name} declares Inputs")
+    _, text = codec.encode(name, cls.Inputs, job.inputs)
+    return json.loads(text)
+
+
+def _run_after(value: dt.datetime | dt.timedelta | None) -> dt.datetime | None:
+    if isinstance(value, dt.timedelta):
+        return timezone.now() + value
+    return value
+
+
+def build_row(job_or_class: Any, **extra: Any) -> JobDBModel:
+    """Validate a job and return its unsaved row; raises before anything is written."""
+    job = _as_job(job_or_class)
+    cls = type(job)
+    return JobDBModel(
+        name=cls.__name__,
+        status=JobDBModel.Status.NEW,
+        inputs=_encode_inputs(job),
+        priority=job.priority_override if job.priority_override is not None else cls.priority,
+        run_after=_run_after(job.run_after),
+        max_attempts=cls.max_attempts or conf.get("MAX_ATTEMPTS"),
+        timeout=cls.timeout if cls.timeout is not None else conf.get("TIMEOUT"),
+        **extra,
+    )
+
+
+def notify_new_jobs(alias: str) -> None:
+    """Wake idle workers once the caller's transaction commits (PostgreSQL only)."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("NOTIFY djap_new_jobs")
+
+
+def create_new(job_or_class: Any) -> JobDBModel:
+    """Enqueue one job (a class or an instance); joins the caller's transaction."""
+    row = build_row(job_or_class)
+    alias = conf.database_alias()
+    with transaction.atomic(using=alias):
+        row.save(using=alias, force_insert=True)
+        notify_new_jobs(alias)
+    if isinstance(job_or_class, BaseJob):
+        job_or_class.id = row.pk
+    return row
+
+
+#: Rows per INSERT statement; keeps statements under SQLite's variable limit.
+BULK_BATCH_SIZE = 1000
+
+
+def bulk_create_new(jobs: Iterable[Any]) -> list[JobDBModel]:
+    """Enqueue many jobs in a few statements; all or none are written."""
+    jobs = list(jobs)
+    rows = [build_row(job) for job in jobs]
+    alias = conf.database_alias()
+    with transaction.atomic(using=alias):
+        JobDBModel.objects.using(alias).bulk_create(rows, batch_size=BULK_BATCH_SIZE)
+        notify_new_jobs(alias)
+    for job, row in zip(jobs, rows, strict=True):
+        if isinstance(job, BaseJob):
+            job.id = row.pk
+    return rows
+
+
+async def acreate_new(job_or_class: Any) -> JobDBModel:
+    """Async twin of create_new."""
+    return await sync_to_async(create_new)(job_or_class)
+
+
+async def abulk_create_new(jobs: Iterable[Any]) -> list[JobDBModel]:
+    """Async twin of bulk_create_new."""
+    return await sync_to_async(bulk_create_new)(list(jobs))

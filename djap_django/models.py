@@ -1,0 +1,123 @@
+"""The queue's tables: jobs, pipelines and the worker processes that run them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class PipelineDBModel(models.Model):
+    """One run of a Pipeline: its status is kept current as its jobs finish."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    name = models.CharField(max_length=200, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "djap_pipeline"
+        verbose_name = "pipeline"
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} ({self.status})"
+
+
+class WorkerDBModel(models.Model):
+    """One worker process, on any host; heartbeats keep `last_heartbeat` fresh."""
+
+    class State(models.TextChoices):
+        RUNNING = "running"
+        DRAINING = "draining"
+        STOPPED = "stopped"
+        DEAD = "dead"
+
+    host = models.CharField(max_length=255)
+    pid = models.IntegerField()
+    group = models.CharField(max_length=100, default="default")
+    include = models.JSONField(null=True, blank=True)
+    exclude = models.JSONField(default=list, blank=True)
+    concurrency = models.IntegerField(default=0)
+    supervisor_pid = models.IntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    started_at = models.DateTimeField()
+    last_heartbeat = models.DateTimeField(db_index=True)
+    jobs_done = models.BigIntegerField(default=0)
+    jobs_failed = models.BigIntegerField(default=0)
+    in_flight = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "djap_worker"
+        verbose_name = "worker"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid} ({self.group})"
+
+
+class JobDBModel(models.Model):
+    """One job: its inputs, where it stands, what it returned or why it failed."""
+
+    class Status(models.TextChoices):
+        NOT_READY = "not_ready"
+        NEW = "new"
+        IN_PROGRESS = "in_progress"
+        DONE = "done"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    name = models.CharField(max_length=200, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    inputs = models.JSONField(null=True, blank=True)
+    outputs = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.IntegerField(default=0)
+    max_attempts = models.IntegerField(default=1)
+    # Times a worker died while running this job; past DJAP MAX_CRASHES it is failed.
+    crashes = models.IntegerField(default=0)
+    priority = models.IntegerField(default=0)
+    timeout = models.FloatField(null=True, blank=True)
+    run_after = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # No database constraint: the worker row may be pruned while the job row lives on.
+    worker = models.ForeignKey(
+        WorkerDBModel,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="jobs",
+    )
+    pipeline = models.ForeignKey(
+        PipelineDBModel, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+    )
+    pipeline_step = models.IntegerField(null=True, blank=True)
+    # The job whose finish created or readied this one (a fan-out branch's origin).
+    parent_id = models.BigIntegerField(null=True, blank=True)
+    # A join step waits until this counter of unfinished branches reaches zero.
+    waiting_for = models.IntegerField(default=0)
+
+    class Meta:
+        db_table = "djap_job"
+        verbose_name = "job"
+        indexes = [
+            # The claim's hot path: only rows that can be claimed, in claim order.
+            models.Index(
+                fields=["-priority", "id"], name="djap_job_ready", condition=Q(status="new")
+            ),
+            models.Index(
+                fields=["worker"], name="djap_job_running", condition=Q(status="in_progress")
+            ),
+            models.Index(fields=["status", "finished_at"], name="djap_job_status_finished"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} #{self.pk} ({self.status})"
+
+    # -- cancellation and retry live with the row; see djap_django.control.

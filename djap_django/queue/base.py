@@ -1,0 +1,89 @@
+"""The queue contract: what a worker and a supervisor ask of the database.
+
+One class per dialect implements it (postgres.py, sqlite.py); the same test
+suite runs against both. Every method is one short transaction, named for what
+it does to which rows, so a reader finds each statement in one place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A row this worker now holds (status in_progress, attempts already bumped)."""
+
+    id: int
+    name: str
+    inputs: Any
+    attempts: int
+    max_attempts: int
+    timeout: float | None
+    pipeline_id: int | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How an attempt ended: `done`, `failed`, `new` (a retry) or `cancelled`."""
+
+    job_id: int
+    status: str
+    outputs_json: str | None = None
+    error: str = ""
+    run_after: dt.datetime | None = None
+    #: Set for pipeline steps: the inputs of the next step(s), as JSON-ready data.
+    next_inputs: Any = None
+    has_next_inputs: bool = False
+
+
+@dataclass(slots=True)
+class WorkerInfo:
+    host: str
+    pid: int
+    group: str = "default"
+    include: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+    concurrency: int = 0
+    supervisor_pid: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RescueReport:
+    """What a rescue did: jobs put back to new, and jobs failed as poison."""
+
+    requeued: int = 0
+    failed: int = 0
+    dead_workers: int = 0
+
+
+class Queue(Protocol):
+    """The database as a queue. Methods are coroutines; each is one transaction."""
+
+    async def connect(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def worker_register(self, info: WorkerInfo) -> int: ...
+    async def worker_heartbeat(
+        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
+    ) -> None: ...
+    async def worker_stop(self, worker_id: int) -> None: ...
+    async def workers_prune(self, older_than_s: float) -> int: ...
+
+    async def jobs_claim(
+        self, worker_id: int, limit: int, include: list[str] | None, exclude: list[str]
+    ) -> list[ClaimedJob]: ...
+    async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None: ...
+    async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int: ...
+    async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport: ...
+    async def jobs_rescue_worker(self, worker_id: int, max_crashes: int) -> RescueReport: ...
+    async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool: ...
+    async def jobs_status(self, job_ids: list[int]) -> dict[int, str]: ...
+
+    async def wait_for_jobs(self, timeout: float) -> None: ...
+
+
+#: The error a rescued job carries when its worker died too often while running it.
+POISON_ERROR = "worker died while running this job {crashes} times in a row (DJAP MAX_CRASHES)"

@@ -1,0 +1,280 @@
+"""PostgreSQL: claim with FOR UPDATE SKIP LOCKED, wake workers with LISTEN/NOTIFY.
+
+The hot path talks to PostgreSQL through psycopg's own async connections, not
+Django's async ORM: Django runs every ORM query of a process through one
+thread, which would serialise claims and completions. Here claims, completions
+and notifications each have a connection, so they overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+import psycopg
+
+from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
+
+CHANNEL = "djap_new_jobs"
+
+# Django's wrapper options that are not libpq/psycopg connection arguments.
+_DJANGO_ONLY_PARAMS = (
+    "cursor_factory",
+    "context",
+    "prepare_threshold",
+    "server_side_binding",
+    "pool",
+    "assume_role",
+    "isolation_level",
+)
+
+# Pick the oldest ready rows of the highest priority that nobody else holds, and mark
+# them ours in the same statement. SKIP LOCKED lets many workers claim at once without
+# waiting on each other; the partial index djap_job_ready serves the ORDER BY.
+_CLAIM = """
+WITH picked AS (
+    SELECT id FROM djap_job
+    WHERE status = 'new'
+      AND (run_after IS NULL OR run_after <= now())
+      AND (%(include)s::text[] IS NULL OR name = ANY(%(include)s::text[]))
+      AND name <> ALL(%(exclude)s::text[])
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE djap_job AS j
+SET status = 'in_progress', worker_id = %(worker)s, started_at = now(),
+    attempts = j.attempts + 1
+FROM picked WHERE j.id = picked.id
+RETURNING j.id, j.name, j.inputs, j.attempts, j.max_attempts, j.timeout, j.pipeline_id
+"""
+
+# One statement finishes a whole batch. The guard on worker and status means a job
+# that was rescued from us (we looked dead) is never overwritten by our late result.
+_FINISH = """
+UPDATE djap_job AS j
+SET status = u.status, outputs = u.outputs::jsonb, error = u.error,
+    run_after = u.run_after, worker_id = NULL,
+    finished_at = CASE WHEN u.status = 'new' THEN NULL ELSE now() END
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    AS u(id, status, outputs, error, run_after)
+WHERE j.id = u.id AND j.status = 'in_progress' AND j.worker_id = %s
+"""
+
+_RESCUE = """
+UPDATE djap_job
+SET status = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'failed' ELSE 'new' END,
+    error = CASE WHEN crashes + 1 >= %(max_crashes)s THEN %(poison)s || '' ELSE error END,
+    finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN now() ELSE NULL END,
+    crashes = crashes + 1, worker_id = NULL
+WHERE status = 'in_progress' AND worker_id = ANY(%(workers)s::bigint[])
+RETURNING status
+"""
+
+
+def connection_params(django_connection: Any) -> dict[str, Any]:
+    """psycopg.connect() keyword arguments for the database Django is configured with."""
+    params = dict(django_connection.get_connection_params())
+    for key in _DJANGO_ONLY_PARAMS:
+        params.pop(key, None)
+    return params
+
+
+class PostgresQueue:
+    def __init__(self, django_connection: Any) -> None:
+        self.params = connection_params(django_connection)
+        self._conn: psycopg.AsyncConnection | None = None
+        self._finish_conn: psycopg.AsyncConnection | None = None
+        self._listen_conn: psycopg.AsyncConnection | None = None
+        self._listener: asyncio.Task | None = None
+        self._wakeup = asyncio.Event()
+
+    async def _open(self) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+
+    async def connect(self) -> None:
+        self._conn = await self._open()
+        self._finish_conn = await self._open()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        for conn in (self._conn, self._finish_conn, self._listen_conn):
+            if conn is not None and not conn.closed:
+                await conn.close()
+        self._conn = self._finish_conn = self._listen_conn = None
+
+    # -- workers -------------------------------------------------------------------
+
+    async def worker_register(self, info: WorkerInfo) -> int:
+        cur = await self._conn.execute(
+            """INSERT INTO djap_worker (host, pid, "group", include, exclude, concurrency,
+                   supervisor_pid, state, started_at, last_heartbeat, jobs_done, jobs_failed,
+                   in_flight)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'running', now(), now(), 0, 0, 0)
+               RETURNING id""",
+            (
+                info.host,
+                info.pid,
+                info.group,
+                None if info.include is None else json.dumps(info.include),
+                json.dumps(info.exclude),
+                info.concurrency,
+                info.supervisor_pid,
+            ),
+        )
+        return (await cur.fetchone())[0]
+
+    async def worker_heartbeat(
+        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
+    ) -> None:
+        await self._conn.execute(
+            """UPDATE djap_worker SET last_heartbeat = now(), jobs_done = %s,
+                   jobs_failed = %s, in_flight = %s, state = %s
+               WHERE id = %s""",
+            (done, failed, in_flight, state, worker_id),
+        )
+
+    async def worker_stop(self, worker_id: int) -> None:
+        await self._conn.execute(
+            "UPDATE djap_worker SET state = 'stopped', in_flight = 0, last_heartbeat = now() "
+            "WHERE id = %s",
+            (worker_id,),
+        )
+
+    async def workers_prune(self, older_than_s: float) -> int:
+        cur = await self._conn.execute(
+            """DELETE FROM djap_worker
+               WHERE state IN ('stopped', 'dead')
+                 AND last_heartbeat < now() - make_interval(secs => %s)""",
+            (older_than_s,),
+        )
+        return cur.rowcount
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def jobs_claim(
+        self, worker_id: int, limit: int, include: list[str] | None, exclude: list[str]
+    ) -> list[ClaimedJob]:
+        cur = await self._conn.execute(
+            _CLAIM,
+            {"include": include, "exclude": exclude, "limit": limit, "worker": worker_id},
+        )
+        return [ClaimedJob(*row) for row in await cur.fetchall()]
+
+    async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
+        await self._finish_conn.execute(
+            _FINISH,
+            (
+                [o.job_id for o in outcomes],
+                [o.status for o in outcomes],
+                [o.outputs_json for o in outcomes],
+                [o.error for o in outcomes],
+                [o.run_after for o in outcomes],
+                worker_id,
+            ),
+        )
+
+    async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int:
+        """Put back jobs this worker holds but will not finish (shutdown)."""
+        cur = await self._conn.execute(
+            """UPDATE djap_job SET status = 'new', worker_id = NULL, started_at = NULL
+               WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s""",
+            (job_ids, worker_id),
+        )
+        return cur.rowcount
+
+    async def _rescue(self, workers: list[int], max_crashes: int) -> RescueReport:
+        if not workers:
+            return RescueReport()
+        async with self._conn.transaction():
+            cur = await self._conn.execute(
+                _RESCUE,
+                {
+                    "workers": workers,
+                    "max_crashes": max_crashes,
+                    "poison": POISON_ERROR.format(crashes=max_crashes),
+                },
+            )
+            statuses = [r[0] for r in await cur.fetchall()]
+            await self._conn.execute(
+                "UPDATE djap_worker SET state = 'dead', in_flight = 0 WHERE id = ANY(%s::bigint[])",
+                (workers,),
+            )
+            if statuses:
+                await self._conn.execute(f"NOTIFY {CHANNEL}")
+        return RescueReport(
+            requeued=statuses.count("new"),
+            failed=statuses.count("failed"),
+            dead_workers=len(workers),
+        )
+
+    async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport:
+        """Put back the jobs of workers whose heartbeat is older than `stale_after_s`.
+
+        Also catches jobs whose worker row is gone altogether.
+        """
+        cur = await self._conn.execute(
+            """SELECT id FROM djap_worker
+               WHERE state IN ('running', 'draining')
+                 AND last_heartbeat < now() - make_interval(secs => %s)""",
+            (stale_after_s,),
+        )
+        stale = [r[0] for r in await cur.fetchall()]
+        cur = await self._conn.execute(
+            """SELECT DISTINCT j.worker_id FROM djap_job j
+               LEFT JOIN djap_worker w ON w.id = j.worker_id
+               WHERE j.status = 'in_progress' AND (w.id IS NULL OR w.state = 'dead')"""
+        )
+        orphaned = [r[0] for r in await cur.fetchall() if r[0] is not None]
+        return await self._rescue(sorted(set(stale) | set(orphaned)), max_crashes)
+
+    async def jobs_rescue_worker(self, worker_id: int, max_crashes: int) -> RescueReport:
+        return await self._rescue([worker_id], max_crashes)
+
+    async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool:
+        cur = await self._conn.execute(
+            """SELECT EXISTS (SELECT 1 FROM djap_job
+                   WHERE status = 'new' AND (run_after IS NULL OR run_after <= now())
+                     AND (%(include)s::text[] IS NULL OR name = ANY(%(include)s::text[]))
+                     AND name <> ALL(%(exclude)s::text[]))""",
+            {"include": include, "exclude": exclude},
+        )
+        return (await cur.fetchone())[0]
+
+    async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
+        cur = await self._conn.execute(
+            "SELECT id, status FROM djap_job WHERE id = ANY(%s::bigint[])", (job_ids,)
+        )
+        return dict(await cur.fetchall())
+
+    # -- waking up -----------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                if self._listen_conn is None or self._listen_conn.closed:
+                    self._listen_conn = await self._open()
+                    await self._listen_conn.execute(f"LISTEN {CHANNEL}")
+                    # Jobs may have arrived while we were not listening.
+                    self._wakeup.set()
+                async for _ in self._listen_conn.notifies():
+                    self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error:
+                # The poll in wait_for_jobs covers us while we reconnect.
+                await asyncio.sleep(1.0)
+                self._listen_conn = None
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Return when a NOTIFY arrives, or after `timeout` seconds (the poll fallback)."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        self._wakeup.clear()

@@ -1,0 +1,305 @@
+"""SQLite: WAL mode, a busy timeout, and every write inside BEGIN IMMEDIATE.
+
+SQLite has one writer at a time. BEGIN IMMEDIATE takes the write lock when the
+transaction starts, so two workers never both read the same ready rows and then
+race to update them; the loser waits (busy timeout) instead of failing mid-way.
+All statements run on one stdlib sqlite3 connection owned by one thread, so the
+event loop never blocks on the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .. import conf
+from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
+
+T = TypeVar("T")
+
+#: Seconds a statement waits for another process's write lock before it fails.
+BUSY_TIMEOUT_S = 30.0
+
+
+def _ts(value: dt.datetime) -> str:
+    """A timestamp as Django stores it in SQLite: naive UTC text."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return str(value)
+
+
+def _now(offset_s: float = 0.0) -> str:
+    return _ts(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_s))
+
+
+def _names_filter(include: list[str] | None, exclude: list[str]) -> tuple[str, list[str]]:
+    sql, params = "", []
+    if include is not None:
+        sql += f" AND name IN ({','.join('?' * len(include))})" if include else " AND 0"
+        params += include
+    if exclude:
+        sql += f" AND name NOT IN ({','.join('?' * len(exclude))})"
+        params += exclude
+    return sql, params
+
+
+def database_path(django_connection: Any) -> str:
+    return str(django_connection.settings_dict["NAME"])
+
+
+class SQLiteQueue:
+    def __init__(self, django_connection: Any) -> None:
+        self.path = database_path(django_connection)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="djap-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._poll_s = 0.0
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        self._db = db
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one BEGIN IMMEDIATE transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    async def connect(self) -> None:
+        await self._call(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._call(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=False)
+
+    # -- workers -------------------------------------------------------------------
+
+    async def worker_register(self, info: WorkerInfo) -> int:
+        def register(db: sqlite3.Connection) -> int:
+            now = _now()
+            cur = db.execute(
+                """INSERT INTO djap_worker (host, pid, "group", include, exclude, concurrency,
+                       supervisor_pid, state, started_at, last_heartbeat, jobs_done,
+                       jobs_failed, in_flight)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0, 0, 0)""",
+                (
+                    info.host,
+                    info.pid,
+                    info.group,
+                    None if info.include is None else json.dumps(info.include),
+                    json.dumps(info.exclude),
+                    info.concurrency,
+                    info.supervisor_pid,
+                    now,
+                    now,
+                ),
+            )
+            return cur.lastrowid
+
+        return await self._call(self._write, register)
+
+    async def worker_heartbeat(
+        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
+    ) -> None:
+        def beat(db: sqlite3.Connection) -> None:
+            db.execute(
+                """UPDATE djap_worker SET last_heartbeat = ?, jobs_done = ?, jobs_failed = ?,
+                       in_flight = ?, state = ? WHERE id = ?""",
+                (_now(), done, failed, in_flight, state, worker_id),
+            )
+
+        await self._call(self._write, beat)
+
+    async def worker_stop(self, worker_id: int) -> None:
+        def stop(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE djap_worker SET state = 'stopped', in_flight = 0, last_heartbeat = ? "
+                "WHERE id = ?",
+                (_now(), worker_id),
+            )
+
+        await self._call(self._write, stop)
+
+    async def workers_prune(self, older_than_s: float) -> int:
+        def prune(db: sqlite3.Connection) -> int:
+            return db.execute(
+                "DELETE FROM djap_worker WHERE state IN ('stopped', 'dead') AND last_heartbeat < ?",
+                (_now(-older_than_s),),
+            ).rowcount
+
+        return await self._call(self._write, prune)
+
+    # -- jobs ----------------------------------------------------------------------
+
+    async def jobs_claim(
+        self, worker_id: int, limit: int, include: list[str] | None, exclude: list[str]
+    ) -> list[ClaimedJob]:
+        names_sql, names = _names_filter(include, exclude)
+
+        def claim(db: sqlite3.Connection) -> list[ClaimedJob]:
+            now = _now()
+            rows = db.execute(
+                f"""UPDATE djap_job
+                    SET status = 'in_progress', worker_id = ?, started_at = ?,
+                        attempts = attempts + 1
+                    WHERE id IN (
+                        SELECT id FROM djap_job
+                        WHERE status = 'new' AND (run_after IS NULL OR run_after <= ?)
+                        {names_sql}
+                        ORDER BY priority DESC, id LIMIT ?)
+                    RETURNING id, name, inputs, attempts, max_attempts, timeout, pipeline_id""",
+                (worker_id, now, now, *names, limit),
+            ).fetchall()
+            return [
+                ClaimedJob(r[0], r[1], None if r[2] is None else json.loads(r[2]), *r[3:])
+                for r in rows
+            ]
+
+        claimed = await self._call(self._write, claim)
+        if claimed:
+            self._poll_s = 0.0  # work is flowing: poll fast again when it runs dry
+        return claimed
+
+    async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
+        def finish(db: sqlite3.Connection) -> None:
+            now = _now()
+            db.executemany(
+                """UPDATE djap_job SET status = ?, outputs = ?, error = ?, run_after = ?,
+                       worker_id = NULL, finished_at = ?
+                   WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
+                [
+                    (
+                        o.status,
+                        o.outputs_json,
+                        o.error,
+                        None if o.run_after is None else _ts(o.run_after),
+                        None if o.status == "new" else now,
+                        o.job_id,
+                        worker_id,
+                    )
+                    for o in outcomes
+                ],
+            )
+
+        await self._call(self._write, finish)
+
+    async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int:
+        def release(db: sqlite3.Connection) -> int:
+            return db.executemany(
+                """UPDATE djap_job SET status = 'new', worker_id = NULL, started_at = NULL
+                   WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
+                [(job_id, worker_id) for job_id in job_ids],
+            ).rowcount
+
+        return await self._call(self._write, release)
+
+    def _rescue(self, db: sqlite3.Connection, workers: list[int], max_crashes: int) -> RescueReport:
+        if not workers:
+            return RescueReport()
+        marks = ",".join("?" * len(workers))
+        now = _now()
+        statuses = [
+            r[0]
+            for r in db.execute(
+                f"""UPDATE djap_job
+                    SET status = CASE WHEN crashes + 1 >= ? THEN 'failed' ELSE 'new' END,
+                        error = CASE WHEN crashes + 1 >= ? THEN ? ELSE error END,
+                        finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END,
+                        crashes = crashes + 1, worker_id = NULL
+                    WHERE status = 'in_progress' AND worker_id IN ({marks})
+                    RETURNING status""",
+                (
+                    max_crashes,
+                    max_crashes,
+                    POISON_ERROR.format(crashes=max_crashes),
+                    max_crashes,
+                    now,
+                    *workers,
+                ),
+            ).fetchall()
+        ]
+        db.execute(
+            f"UPDATE djap_worker SET state = 'dead', in_flight = 0 WHERE id IN ({marks})",
+            workers,
+        )
+        return RescueReport(
+            requeued=statuses.count("new"),
+            failed=statuses.count("failed"),
+            dead_workers=len(workers),
+        )
+
+    async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport:
+        def rescue(db: sqlite3.Connection) -> RescueReport:
+            stale = [
+                r[0]
+                for r in db.execute(
+                    "SELECT id FROM djap_worker WHERE state IN ('running', 'draining') "
+                    "AND last_heartbeat < ?",
+                    (_now(-stale_after_s),),
+                )
+            ]
+            orphaned = [
+                r[0]
+                for r in db.execute(
+                    """SELECT DISTINCT j.worker_id FROM djap_job j
+                       LEFT JOIN djap_worker w ON w.id = j.worker_id
+                       WHERE j.status = 'in_progress' AND j.worker_id IS NOT NULL
+                         AND (w.id IS NULL OR w.state = 'dead')"""
+                )
+            ]
+            return self._rescue(db, sorted(set(stale) | set(orphaned)), max_crashes)
+
+        return await self._call(self._write, rescue)
+
+    async def jobs_rescue_worker(self, worker_id: int, max_crashes: int) -> RescueReport:
+        return await self._call(self._write, lambda db: self._rescue(db, [worker_id], max_crashes))
+
+    async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool:
+        names_sql, names = _names_filter(include, exclude)
+
+        def exists() -> bool:
+            row = self._db.execute(
+                f"""SELECT EXISTS (SELECT 1 FROM djap_job
+                        WHERE status = 'new' AND (run_after IS NULL OR run_after <= ?)
+                        {names_sql})""",
+                (_now(), *names),
+            ).fetchone()
+            return bool(row[0])
+
+        return await self._call(exists)
+
+    async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
+        def status() -> dict[int, str]:
+            marks = ",".join("?" * len(job_ids))
+            return dict(
+                self._db.execute(
+                    f"SELECT id, status FROM djap_job WHERE id IN ({marks})", job_ids
+                ).fetchall()
+            )
+
+        return await self._call(status) if job_ids else {}
+
+    # -- waking up -----------------------------------------------------------------
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """SQLite cannot notify: sleep a short interval that grows while idle."""
+        low, high = conf.get("SQLITE_POLL_MIN"), conf.get("SQLITE_POLL_MAX")
+        self._poll_s = min(high, max(low, self._poll_s * 2))
+        await asyncio.sleep(min(self._poll_s, timeout))

@@ -1,0 +1,42 @@
+"""Job classes by name. A row's `name` is looked up here and nowhere else.
+
+A worker never imports a module because a row asked it to: names resolve only
+to classes that the project's own code defined (usually in `<app>/jobs.py`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .exceptions import DuplicateJobNameError
+
+if TYPE_CHECKING:
+    from .jobs import BaseJob
+
+_jobs: dict[str, type[BaseJob]] = {}
+
+
+def register(job_cls: type[BaseJob]) -> None:
+    name = job_cls.__name__
+    existing = _jobs.get(name)
+    if existing is not None and existing.__module__ != job_cls.__module__:
+        raise DuplicateJobNameError(
+            f"Two jobs are named {name!r}: {existing.__module__}.{existing.__qualname__} and "
+            f"{job_cls.__module__}.{job_cls.__qualname__}. A job's name is its class name; "
+            "rename one of them."
+        )
+    # Same module again (a reload, or a test module imported twice): the newest wins.
+    _jobs[name] = job_cls
+
+
+def get(name: str) -> type[BaseJob] | None:
+    return _jobs.get(name)
+
+
+def names() -> list[str]:
+    return sorted(_jobs)
+
+
+def unknown_names(wanted: list[str] | None) -> list[str]:
+    """The names in `wanted` that no registered job has (for warnings)."""
+    return [n for n in wanted or [] if n not in _jobs]

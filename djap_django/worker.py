@@ -1,0 +1,323 @@
+"""One worker process: an asyncio pool that claims jobs, runs them and reports back.
+
+The loop never claims more jobs than it has free slots, in one statement; runs
+each job as an asyncio task; hands outcomes to a batching Completer; and keeps
+a heartbeat row so that any other worker or supervisor can tell it is alive,
+and rescue its jobs when it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+
+from . import conf, registry
+from .completer import Completer
+from .execution import execute
+from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
+
+logger = logging.getLogger("djap.worker")
+
+#: A heartbeat loop runs a rescue of other workers' stale jobs every this many beats.
+RESCUE_EVERY_BEATS = 5
+
+
+@dataclass
+class WorkerOptions:
+    concurrency: int | None = None
+    include: list[str] | None = None
+    exclude: list[str] = field(default_factory=list)
+    burst: bool = False
+    num_jobs: int | None = None
+    #: Stop claiming after this many seconds; exit once running jobs finish.
+    timeout: float | None = None
+    grace: float | None = None
+    group: str = "default"
+    host: str | None = None
+    alias: str | None = None
+    supervisor_pid: int | None = None
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    done: int = 0
+    failed: int = 0
+    released: int = 0
+
+
+class Worker:
+    def __init__(self, options: WorkerOptions | None = None) -> None:
+        self.options = options or WorkerOptions()
+        self.concurrency = self.options.concurrency or conf.get("CONCURRENCY")
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.stats = WorkerStats()
+        self.worker_id: int | None = None
+        self.state = "running"
+        self._running: dict[int, asyncio.Task] = {}
+        self._stop = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._sync_executor: ThreadPoolExecutor | None = None
+        #: Jobs whose task was cancelled (shutdown): they go back to the queue.
+        self._interrupted: list[int] = []
+
+    # -- control -------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs get the grace period to finish."""
+        if not self._stop.is_set():
+            logger.info("worker %s: stopping; %d jobs running", os.getpid(), len(self._running))
+        self.state = "draining"
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        if self._stop.is_set() and sig == signal.SIGINT:
+            # A second Ctrl-C: stop at once; the finally block still puts the jobs back.
+            logger.warning("second interrupt: cancelling %d running jobs", len(self._running))
+            for task in self._running.values():
+                task.cancel()
+            return
+        self.request_stop()
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(self) -> WorkerStats:
+        """Run until stopped, out of work (burst), out of jobs (num_jobs) or time."""
+        opts = self.options
+        for name in registry.unknown_names((opts.include or []) + opts.exclude):
+            logger.warning(
+                "no registered job is named %r (in --include/--exclude); registered: %s",
+                name,
+                ", ".join(registry.names()) or "none",
+            )
+        self.queue = open_queue(opts.alias)
+        await self.queue.connect()
+        info = WorkerInfo(
+            host=opts.host or socket.gethostname(),
+            pid=os.getpid(),
+            group=opts.group,
+            include=opts.include,
+            exclude=opts.exclude,
+            concurrency=self.concurrency,
+            supervisor_pid=opts.supervisor_pid,
+        )
+        self.worker_id = await self.queue.worker_register(info)
+        self.completer = Completer(
+            self._write_outcomes,
+            batch_size=conf.get("COMPLETION_BATCH"),
+            interval_s=conf.get("COMPLETION_FLUSH_INTERVAL"),
+        )
+        self.completer.start()
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="djap-heartbeat")
+        logger.info(
+            "worker %s started: id=%s concurrency=%s include=%s exclude=%s",
+            os.getpid(),
+            self.worker_id,
+            self.concurrency,
+            opts.include,
+            opts.exclude,
+        )
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            await self._shutdown(heartbeat)
+        return self.stats
+
+    async def _claim_loop(self) -> None:
+        opts = self.options
+        deadline = None if opts.timeout is None else time.monotonic() + opts.timeout
+        while not self._stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            free = self.concurrency - len(self._running)
+            if opts.num_jobs is not None:
+                free = min(free, opts.num_jobs - self.stats.claimed)
+                if free <= 0 and not self._running:
+                    return
+            if free <= 0:
+                await self._wait_for(self._slot_free.wait(), deadline)
+                self._slot_free.clear()
+                continue
+            jobs = await self.queue.jobs_claim(self.worker_id, free, opts.include, opts.exclude)
+            for claimed in jobs:
+                self._start(claimed)
+            if len(jobs) == free:
+                continue
+            if not jobs and opts.burst and not self._running:
+                return
+            if self._running and opts.burst:
+                # Burst mode ends when nothing runs and nothing is claimable; a running
+                # job may still enqueue more, so wait for a slot rather than for a poll.
+                await self._wait_for(self._slot_free.wait(), deadline, poll=True)
+                self._slot_free.clear()
+                continue
+            await self._wait_for(None, deadline, poll=True)
+
+    async def _wait_for(self, awaitable, deadline: float | None, poll: bool = False) -> None:
+        """Wait for `awaitable`, a new job (poll), a stop request or the deadline."""
+        waits = [asyncio.ensure_future(self._stop.wait())]
+        if awaitable is not None:
+            waits.append(asyncio.ensure_future(awaitable))
+        timeout = conf.get("POLL_INTERVAL")
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        if poll:
+            waits.append(asyncio.ensure_future(self.queue.wait_for_jobs(timeout)))
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+
+    def _start(self, claimed: ClaimedJob) -> None:
+        self.stats.claimed += 1
+        task = asyncio.create_task(self._run_one(claimed))
+        self._running[claimed.id] = task
+
+    async def _run_one(self, claimed: ClaimedJob) -> None:
+        try:
+            if self._sync_executor is None:
+                self._sync_executor = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="djap-job"
+                )
+            outcome = await execute(claimed, self._sync_executor)
+            if outcome.status == "failed":
+                self.stats.failed += 1
+                logger.warning(
+                    "job %s %s failed: %s",
+                    claimed.id,
+                    claimed.name,
+                    outcome.error.strip().splitlines()[-1] if outcome.error else "",
+                    extra={"job_id": claimed.id, "job_name": claimed.name},
+                )
+            elif outcome.status == "done":
+                self.stats.done += 1
+            if claimed.pipeline_id is not None:
+                await self._finish_pipeline_step(claimed, outcome)
+            else:
+                await self.completer.add(outcome)
+        except asyncio.CancelledError:
+            self._interrupted.append(claimed.id)
+            raise
+        finally:
+            self._running.pop(claimed.id, None)
+            self._slot_free.set()
+
+    async def _finish_pipeline_step(self, claimed: ClaimedJob, outcome: Outcome) -> None:
+        # Pipeline steps finish in one Django transaction with their successors, so a
+        # crash between "this step done" and "next step ready" cannot happen.
+        from .pipelines import finish_step
+
+        await sync_to_async(finish_step, thread_sensitive=True)(self.worker_id, claimed, outcome)
+
+    async def _write_outcomes(self, outcomes: list[Outcome]) -> None:
+        await self.queue.jobs_finish(self.worker_id, outcomes)
+
+    async def _drain(self) -> None:
+        """Give running jobs the grace period, then cancel what is left."""
+        if not self._running:
+            return
+        grace = self.options.grace if self.options.grace is not None else conf.get("GRACE")
+        done, pending = await asyncio.wait(list(self._running.values()), timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _shutdown(self, heartbeat: asyncio.Task) -> None:
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await self.completer.close()
+        if self._interrupted:
+            self.stats.released += await self.queue.jobs_release(self.worker_id, self._interrupted)
+            logger.info("put back %d unfinished jobs", self.stats.released)
+        await self.queue.worker_heartbeat(
+            self.worker_id,
+            done=self.stats.done,
+            failed=self.stats.failed,
+            in_flight=0,
+            state="stopped",
+        )
+        await self.queue.close()
+        if self._sync_executor is not None:
+            self._sync_executor.shutdown(wait=False, cancel_futures=True)
+        logger.info(
+            "worker %s stopped: %d done, %d failed", os.getpid(), self.stats.done, self.stats.failed
+        )
+
+    # -- heartbeat -----------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = conf.get("HEARTBEAT_INTERVAL")
+        beats = 0
+        while True:
+            await asyncio.sleep(interval)
+            beats += 1
+            try:
+                await self.queue.worker_heartbeat(
+                    self.worker_id,
+                    done=self.stats.done,
+                    failed=self.stats.failed,
+                    in_flight=len(self._running),
+                    state=self.state,
+                )
+                if beats % RESCUE_EVERY_BEATS == 0:
+                    await self._rescue_others()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("heartbeat failed: %s", exc)
+            sup = self.options.supervisor_pid
+            if sup is not None and os.getppid() != sup:
+                logger.warning("supervisor %s is gone; stopping", sup)
+                self.request_stop()
+
+    async def _rescue_others(self) -> None:
+        report = await self.queue.jobs_rescue_stale(
+            conf.get("STALE_AFTER"), conf.get("MAX_CRASHES")
+        )
+        if report.requeued or report.failed:
+            logger.warning(
+                "rescued jobs of %d dead workers: %d put back, %d failed as poison",
+                report.dead_workers,
+                report.requeued,
+                report.failed,
+            )
+        await self.queue.workers_prune(conf.get("PRUNE_WORKERS_AFTER"))
+
+
+async def run_num_jobs(
+    max_num_workers: int,
+    timeout: float,
+    num_jobs: int,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> WorkerStats:
+    """Run a worker in this process until `num_jobs` jobs finished or `timeout` passed."""
+    worker = Worker(
+        WorkerOptions(
+            concurrency=max_num_workers,
+            include=include,
+            exclude=list(exclude or []),
+            num_jobs=num_jobs,
+            timeout=timeout,
+            grace=0,
+        )
+    )
+    return await worker.run()

@@ -1,0 +1,83 @@
+"""Settings for djap's own test suite.
+
+DJAP_TEST_DB=sqlite (default) or postgres; for postgres, DJAP_TEST_DATABASE_URL.
+Worker subprocesses started by the tests get DJAP_TEST_DB_NAME so they open the
+test database pytest-django created, not the base one.
+"""
+
+import os
+import tempfile
+
+from djap_django.dburl import SQLITE_QUEUE_OPTIONS, database_from_url
+
+SECRET_KEY = "djap-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "djap_django",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DB_KIND = os.environ.get("DJAP_TEST_DB", "sqlite")
+TEST_DB_NAME = os.environ.get("DJAP_TEST_DB_NAME")
+
+if DB_KIND == "postgres":
+    url = os.environ.get("DJAP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    DATABASES = {"default": database_from_url(url)}
+    DATABASES["default"]["TEST"] = {"NAME": "djap_test"}
+    if TEST_DB_NAME:
+        DATABASES["default"]["NAME"] = TEST_DB_NAME
+else:
+    sqlite_path = os.environ.get(
+        "DJAP_TEST_SQLITE", os.path.join(tempfile.gettempdir(), f"djap-test-{os.getpid()}.sqlite3")
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": TEST_DB_NAME or sqlite_path,
+            "OPTIONS": dict(SQLITE_QUEUE_OPTIONS),
+            # A file, not memory: worker processes must open the same database.
+            "TEST": {"NAME": sqlite_path},
+        }
+    }
+
+DJAP = {
+    "HEARTBEAT_INTERVAL": float(os.environ.get("DJAP_TEST_HEARTBEAT", "0.5")),
+    "STALE_AFTER": float(os.environ.get("DJAP_TEST_STALE_AFTER", "5")),
+    "POLL_INTERVAL": 0.2,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"djap": {"handlers": ["stderr"], "level": "INFO"}},
+}
