@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import os
 import signal
 import subprocess
@@ -12,14 +13,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from asgiref.sync import sync_to_async
+from django.db import connection, connections
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
-def _committed_db(transactional_db: None) -> None:
+def _committed_db(transactional_db: None) -> Iterator[None]:
     """Every test commits for real: workers read the database over their own connections."""
+    yield
+    # Async tests query through asgiref's sync thread: close that thread's connection too,
+    # or it keeps the test database open and it cannot be dropped.
+    asyncio.run(sync_to_async(connections.close_all)())
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30.0, message: str = "") -> object:

@@ -52,7 +52,8 @@ TEST_DB_NAME = os.environ.get("DJAP_TEST_DB_NAME")
 if DB_KIND == "postgres":
     url = os.environ.get("DJAP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
     DATABASES = {"default": database_from_url(url)}
-    DATABASES["default"]["TEST"] = {"NAME": "djap_test"}
+    # One test database per pytest process: several suites may share one server.
+    DATABASES["default"]["TEST"] = {"NAME": f"djap_test_{os.getpid()}"}
     if TEST_DB_NAME:
         DATABASES["default"]["NAME"] = TEST_DB_NAME
 else:
