@@ -75,6 +75,9 @@ class JobDBModel(models.Model):
     inputs = models.JSONField(null=True, blank=True)
     outputs = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
+    # One entry per failed attempt, oldest first: {"attempt", "error", "at"}. NULL = none
+    # yet, so that a raw INSERT which leaves the column out stays valid.
+    errors = models.JSONField(null=True, blank=True, default=list)
     attempts = models.IntegerField(default=0)
     max_attempts = models.IntegerField(default=1)
     # Times a worker died while running this job; past DJAP MAX_CRASHES it is failed.
