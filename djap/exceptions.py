@@ -8,8 +8,11 @@ from djap_django.exceptions import (
     InvalidInputsError,
     InvalidOutputsError,
     JobDefinitionError,
+    JobNotRetryableError,
     MissingInputsError,
     NotARegisteredJobError,
+    PipelineDefinitionError,
+    PipelineTriggerError,
     Retry,
     UnexpectedInputsError,
 )
@@ -22,8 +25,11 @@ __all__ = [
     "InvalidInputsError",
     "InvalidOutputsError",
     "JobDefinitionError",
+    "JobNotRetryableError",
     "MissingInputsError",
     "NotARegisteredJobError",
+    "PipelineDefinitionError",
+    "PipelineTriggerError",
     "Retry",
     "UnexpectedInputsError",
 ]

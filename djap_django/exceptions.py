@@ -39,6 +39,18 @@ class InvalidOutputsError(DjapError, ValueError):
     """A job set outputs that do not fit its `Outputs` class or JSON."""
 
 
+class PipelineDefinitionError(DjapError, TypeError):
+    """A Pipeline subclass is declared wrongly (outside pipelines.py, no jobs, a bad step)."""
+
+
+class PipelineTriggerError(EnqueueError):
+    """`trigger` was given inputs that do not fit the pipeline's first job; nothing was written."""
+
+
+class JobNotRetryableError(DjapError, ValueError):
+    """`retry_job` was asked to retry a job that is neither failed nor cancelled."""
+
+
 class ConfigurationError(DjapError):
     """The DJAP settings or a worker option is wrong."""
 
