@@ -93,6 +93,48 @@ def work(
     raise typer.Exit(run_worker_process(options, log_level))
 
 
+@app.command()
+def bench(
+    jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue and drain.")] = 10_000,
+    procs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    concurrency: Annotated[int, typer.Option(min=1, help="asyncio tasks per process.")] = 100,
+    job: Annotated[str, typer.Option(help="noop, or sleep (asyncio.sleep each).")] = "noop",
+    sleep: Annotated[float, typer.Option(min=0, help="Seconds each sleep job sleeps.")] = 1.0,
+    latency_jobs: Annotated[
+        int, typer.Option(min=0, help="Single enqueues into idle workers for latency.")
+    ] = 50,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up the drain after S s.")] = 600.0,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Benchmark the queue on the configured database with djap's own jobs, then clean up."""
+    setup_django(settings, pythonpath)
+    from . import bench as bench_mod
+
+    options = bench_mod.BenchOptions(
+        jobs=jobs,
+        procs=procs,
+        concurrency=concurrency,
+        job=job,
+        sleep_s=sleep,
+        latency_jobs=latency_jobs,
+        timeout_s=timeout,
+        settings=settings,
+        pythonpath=pythonpath,
+    )
+    result = bench_mod.run_bench(options, show_progress=True)
+    if json_out:
+        import json
+
+        print(json.dumps(result))
+    else:
+        from rich.console import Console
+
+        Console().print(bench_mod.render(result))
+    raise typer.Exit(0 if result["all_ran_once"] else 1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
     try:

@@ -1,0 +1,116 @@
+"""`djap bench`: its figures are computed honestly (every job ran once, counts add up).
+
+No assertion here is about speed: that is what the bench itself reports. These tests
+run the real command, with real worker processes, against the test database.
+"""
+
+from __future__ import annotations
+
+import json
+
+import djap
+from djap.bench import max_in_flight, percentile, verify
+from djap_django.models import JobDBModel, WorkerDBModel
+from tests.testapp.jobs import RecordExecution
+
+BENCH_NAMES = ["DjapBenchNoop", "DjapBenchSleep"]
+
+
+def _bench_json(procs, *args: str) -> dict:
+    result = procs.run("bench", "--json", *args, timeout=170)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_bench_counts_every_job_once_and_cleans_up(procs):
+    user_job = djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=7)))
+
+    out = _bench_json(
+        procs, "--jobs", "300", "--procs", "2", "--concurrency", "20", "--latency-jobs", "5"
+    )
+
+    total = 300 + 5
+    assert out["all_ran_once"] is True
+    assert (out["executions"], out["unique"], out["duplicates"], out["missing"]) == (
+        total,
+        total,
+        0,
+        0,
+    )
+    assert out["unexpected"] == 0
+    # The rows and the workers' own counters agree with the marker file.
+    assert out["rows"] == {"done": total}
+    assert out["workers_jobs_done"] == total
+    assert out["latency_ms"]["n"] == 5
+    assert out["latency_ms"]["p50"] <= out["latency_ms"]["p95"] <= out["latency_ms"]["p99"]
+    assert out["enqueue_jobs_per_s"] > 0 and out["drain_jobs_per_s"] > 0
+    assert out["drain_steady_jobs_per_s"] >= out["drain_jobs_per_s"]
+    assert (out["jobs"], out["procs"], out["concurrency"]) == (300, 2, 20)
+    assert out["worker_rss_mb"]["peak"] >= out["worker_rss_mb"]["end"] > 0
+
+    # Cleaned up: no bench rows, no bench worker rows; the user's job was not touched.
+    assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()
+    assert not WorkerDBModel.objects.filter(group="djap-bench").exists()
+    user_job.refresh_from_db()
+    assert user_job.status == "new" and user_job.attempts == 0
+
+
+def test_bench_sleep_jobs_report_how_many_ran_at_once(procs):
+    out = _bench_json(
+        procs,
+        "--job",
+        "sleep",
+        "--sleep",
+        "0.5",
+        "--jobs",
+        "200",
+        "--concurrency",
+        "200",
+        "--latency-jobs",
+        "0",
+    )
+    assert out["all_ran_once"] is True and out["executions"] == 200
+    assert 1 <= out["max_in_flight"] <= 200
+    assert out["latency_ms"] == {"p50": None, "p95": None, "p99": None, "max": None, "n": 0}
+
+
+def test_bench_table_says_whether_every_job_ran_once(procs):
+    result = procs.run("bench", "--jobs", "50", "--latency-jobs", "2", timeout=170)
+    assert result.returncode == 0, result.stderr
+    assert "every job ran exactly once" in result.stdout and "yes" in result.stdout
+
+
+def test_bench_rejects_an_unknown_job_kind_in_one_line(procs):
+    result = procs.run("bench", "--job", "fast")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "djap: error: --job must be noop or sleep, not 'fast'"
+    assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()
+
+
+def test_verify_finds_duplicates_missing_and_strays():
+    marks = [(0, 1.0), (1, 1.1), (1, 1.2), (3, 1.3), (9, 1.4)]
+    assert verify(marks, 4) == {
+        "executions": 5,
+        "unique": 4,
+        "duplicates": 1,
+        "missing": 1,  # index 2 never ran
+        "unexpected": 1,  # index 9 was never enqueued
+    }
+
+
+def test_percentile_is_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (
+        50.0,
+        95.0,
+        99.0,
+    )
+    assert percentile([3.0], 99) == 3.0
+    assert percentile([], 50) is None
+
+
+def test_max_in_flight_counts_starts_inside_one_window():
+    # Three jobs start within 1 s of each other, then one more much later.
+    assert max_in_flight([0.0, 0.4, 0.9, 5.0], 1.0) == 3
+    assert max_in_flight([0.0, 2.0, 4.0], 1.0) == 1
+    assert max_in_flight([], 1.0) == 0
