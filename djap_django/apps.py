@@ -17,3 +17,16 @@ class DjapConfig(AppConfig):
 
         autodiscover_modules("jobs")
         autodiscover_modules("pipelines")
+        if _uses_djap_tasks_backend():
+            # Django tasks run on djap workers only if the worker defined them too.
+            autodiscover_modules("tasks")
+
+
+def _uses_djap_tasks_backend() -> bool:
+    from django.conf import settings
+
+    backends = getattr(settings, "TASKS", None) or {}
+    return any(
+        str(params.get("BACKEND", "")).startswith("djap_django.backend")
+        for params in backends.values()
+    )

@@ -76,6 +76,14 @@ DJAP = {
     "POLL_INTERVAL": 0.2,
 }
 
+# Django's Tasks API served by djap (django.tasks on Django 6, the backport on 5.2).
+TASKS = {
+    "default": {
+        "BACKEND": "djap_django.backend.DjapBackend",
+        "QUEUES": ["default", "emails"],
+    }
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
