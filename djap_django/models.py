@@ -124,3 +124,13 @@ class JobDBModel(models.Model):
         return f"{self.name} #{self.pk} ({self.status})"
 
     # -- cancellation and retry live with the row; see djap_django.control.
+
+
+class QueueOverview(JobDBModel):
+    """The admin's queue overview page: a proxy, so it is listed on the admin index
+    and guarded by Django's permissions like any model, without a table of its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "queue overview"
+        verbose_name_plural = "queue overview"
