@@ -27,6 +27,10 @@ class PipelineDBModel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} #{self.pk} ({self.status})"
 
+    def jobs_in_order(self) -> models.QuerySet:
+        """Its jobs by step, and within a step in the order the branches began."""
+        return self.jobs.order_by("pipeline_step", "id")
+
 
 class WorkerDBModel(models.Model):
     """One worker process, on any host; heartbeats keep `last_heartbeat` fresh."""
@@ -118,6 +122,10 @@ class JobDBModel(models.Model):
                 fields=["worker"], name="djap_job_running", condition=Q(status="in_progress")
             ),
             models.Index(fields=["status", "finished_at"], name="djap_job_status_finished"),
+            # A finishing pipeline step finds its branch's next row by its parent.
+            models.Index(
+                fields=["parent_id"], name="djap_job_parent", condition=Q(parent_id__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
