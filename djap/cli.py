@@ -135,6 +135,107 @@ def bench(
     raise typer.Exit(0 if result["all_ran_once"] else 1)
 
 
+@app.command()
+def supervise(
+    procs: Annotated[
+        int | None,
+        typer.Option(min=0, help="General worker processes (default: one per CPU)."),
+    ] = None,
+    gpu_procs: Annotated[
+        str | None,
+        typer.Option(help="N:Name[,Name...]: N processes for these jobs, CUDA_VISIBLE_DEVICES=i."),
+    ] = None,
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(help="N:Name[,Name...]: a dedicated group (repeatable)."),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="asyncio tasks in flight per process.")
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option(help="Job names the general processes never run.")
+    ] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Recycle a process above this RSS, e.g. 512MB.")
+    ] = None,
+    grace: Annotated[
+        float | None, typer.Option(min=0, help="Seconds running jobs get after SIGTERM.")
+    ] = None,
+    burst: Annotated[
+        bool, typer.Option(help="Exit 0 once no group has runnable jobs left.")
+    ] = False,
+    dashboard: Annotated[
+        bool, typer.Option(help="The live view (on a terminal); else log lines.")
+    ] = True,
+    node_name: Annotated[
+        str | None, typer.Option(help="Host name to report (default: this machine's).")
+    ] = None,
+    log_file: Annotated[
+        str | None, typer.Option(help="Where worker output goes under the live view.")
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Run and watch many worker processes: restarts, rescue, a live dashboard."""
+    import os
+
+    from .groups import check_names, plan_groups
+    from .health import parse_size
+
+    try:
+        groups = plan_groups(
+            os.cpu_count() or 1 if procs is None else procs,
+            gpu_procs,
+            pool,
+            parse_names(exclude) or [],
+        )
+        limit = parse_size(max_memory) if max_memory else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    setup_django(settings, pythonpath)
+    from djap_django import registry
+
+    from .supervisor import SuperviseOptions, supervise_command
+
+    try:
+        check_names(groups, registry.names())
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    options = SuperviseOptions(
+        groups=groups,
+        concurrency=concurrency,
+        grace=grace,
+        burst=burst,
+        max_memory=limit,
+        node_name=node_name,
+        dashboard=dashboard,
+        settings=settings,
+        pythonpath=pythonpath,
+        log_level=log_level,
+        log_file=log_file,
+    )
+    raise typer.Exit(supervise_command(options))
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="The snapshot as JSON.")] = False,
+    watch: Annotated[bool, typer.Option(help="Refresh until Ctrl-C.")] = False,
+    check: Annotated[
+        bool, typer.Option(help="Exit 1 when runnable jobs wait that no live worker takes.")
+    ] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between refreshes.")] = 1.0,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """The queue and every host's workers, once (tables or --json), or --watch."""
+    setup_django(settings, pythonpath)
+    from .status import status_command
+
+    raise typer.Exit(status_command(as_json=json_out, watch=watch, check=check, interval=interval))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
     try:

@@ -1,0 +1,298 @@
+"""The live view: a pure `render(snapshot)` and the log-line fallback for no TTY.
+
+`render` turns a Snapshot into rich renderables and nothing else (no queries, no
+clock), so it is tested by rendering a hand-made snapshot. It is sized for an
+80x24 terminal: long lists are cut to their most useful rows with a "+N more".
+"""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from .health import format_bytes
+from .status import ALL_STATUSES, Snapshot
+
+SPARK = "▁▂▃▄▅▆▇█"
+#: Rows each part may take, so the whole view fits in 24 lines.
+MAX_QUEUE_ROWS = 4
+MAX_PROCESS_ROWS = 6
+MAX_FAILURES = 2
+MAX_EVENTS = 3
+#: Short column titles for job statuses.
+STATUS_TITLES = {
+    "not_ready": "blocked",
+    "new": "waiting",
+    "in_progress": "running",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "cancel",
+}
+STATE_STYLES = {
+    "running": "green",
+    "draining": "yellow",
+    "starting": "cyan",
+    "backoff": "red",
+    "hung": "red",
+    "finished": "dim",
+    "stopped": "dim",
+    "dead": "red",
+}
+
+
+def sparkline(values: tuple[float, ...] | list[float], width: int = 30) -> str:
+    """A one-line bar chart of the last `width` values, scaled to their maximum."""
+    values = list(values)[-width:]
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return SPARK[0] * len(values)
+    return "".join(
+        SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in values
+    )
+
+
+def format_duration(seconds: float) -> str:
+    """65 -> '1m05s', 3700 -> '1h01m'."""
+    seconds = int(max(0, seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def format_count(n: int) -> str:
+    """Counts that fit a narrow column: 12345 -> '12.3k'."""
+    if n < 10_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+def _header(snapshot: Snapshot) -> RenderableType:
+    t = snapshot.throughput
+    title = Text(no_wrap=True, overflow="ellipsis")
+    title.append(snapshot.title, style="bold")
+    if t is None:
+        totals = snapshot.totals()
+        waiting = totals.get("new", 0) + totals.get("not_ready", 0)
+        title.append(f"  waiting {waiting:,}  running {totals.get('in_progress', 0):,}")
+        return title
+    title.append(f"  up {format_duration(t.seconds)}")
+    rates = Text(no_wrap=True, overflow="ellipsis")
+    rates.append(f"{t.now:,.1f} jobs/s now", style="bold green")
+    rates.append(f"  {t.average:,.1f} avg  {t.total:,} total  ")
+    rates.append(sparkline(t.history, max(0, 78 - len(rates.plain))), style="green")
+    return Group(title, rates)
+
+
+def _queue_table(snapshot: Snapshot) -> RenderableType:
+    statuses = [s for s in ALL_STATUSES if any(s in c for c in snapshot.queue.values())]
+    statuses = statuses or ["new", "in_progress", "done"]
+    table = Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
+    )
+    table.add_column("queue", no_wrap=True, max_width=24, overflow="ellipsis")
+    for s in statuses:
+        table.add_column(STATUS_TITLES[s], justify="right", no_wrap=True)
+
+    def weight(item: tuple[str, dict[str, int]]) -> tuple[int, int]:
+        counts = item[1]
+        active = counts.get("new", 0) + counts.get("in_progress", 0) + counts.get("not_ready", 0)
+        return (-active, -sum(counts.values()))
+
+    rows = sorted(snapshot.queue.items(), key=weight)
+    for name, counts in rows[:MAX_QUEUE_ROWS]:
+        cells = [format_count(counts.get(s, 0)) if counts.get(s) else "·" for s in statuses]
+        table.add_row(name, *cells)
+    if len(rows) > MAX_QUEUE_ROWS:
+        rest: dict[str, int] = {}
+        for _name, counts in rows[MAX_QUEUE_ROWS:]:
+            for s, n in counts.items():
+                rest[s] = rest.get(s, 0) + n
+        table.add_row(
+            f"+{len(rows) - MAX_QUEUE_ROWS} more",
+            *[format_count(rest.get(s, 0)) for s in statuses],
+            style="dim",
+        )
+    if not rows:
+        table.add_row("(no jobs)", *["·"] * len(statuses), style="dim")
+    return table
+
+
+def _process_table(snapshot: Snapshot) -> RenderableType:
+    table = Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
+    )
+    for title, justify in (
+        ("process", "left"),
+        ("pid", "right"),
+        ("state", "left"),
+        ("up", "right"),
+        ("rst", "right"),
+        ("cpu%", "right"),
+        ("rss", "right"),
+        ("run", "right"),
+        ("done", "right"),
+        ("fail", "right"),
+        ("j/s", "right"),
+    ):
+        table.add_column(title, justify=justify, no_wrap=True)
+    procs = snapshot.processes
+    for p in procs[:MAX_PROCESS_ROWS]:
+        table.add_row(
+            Text(p.name, overflow="ellipsis"),
+            str(p.pid) if p.pid else "-",
+            Text(p.state, style=STATE_STYLES.get(p.state, "")),
+            format_duration(p.uptime) if p.pid else "-",
+            str(p.restarts),
+            f"{p.cpu_percent:.0f}",
+            format_bytes(p.rss) if p.rss else "-",
+            str(p.in_flight),
+            format_count(p.done),
+            Text(format_count(p.failed), style="red" if p.failed else ""),
+            f"{p.jobs_per_s:,.1f}",
+        )
+    if len(procs) > MAX_PROCESS_ROWS:
+        table.add_row(f"+{len(procs) - MAX_PROCESS_ROWS} more", style="dim")
+    return table
+
+
+def _worker_table(snapshot: Snapshot) -> RenderableType:
+    """Workers of every host, from the worker table (what `djap status` shows)."""
+    table = Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
+    )
+    for title, justify in (
+        ("host", "left"),
+        ("pid", "right"),
+        ("group", "left"),
+        ("state", "left"),
+        ("alive", "left"),
+        ("beat", "right"),
+        ("run", "right"),
+        ("done", "right"),
+        ("fail", "right"),
+    ):
+        table.add_column(title, justify=justify, no_wrap=True)
+    for w in snapshot.workers:
+        table.add_row(
+            Text(w.host, overflow="ellipsis"),
+            str(w.pid),
+            w.group,
+            Text(w.state, style=STATE_STYLES.get(w.state, "")),
+            Text("yes", style="green") if w.alive else Text("no", style="red"),
+            f"{w.heartbeat_age:.0f}s",
+            str(w.in_flight),
+            format_count(w.jobs_done),
+            format_count(w.jobs_failed),
+        )
+    if not snapshot.workers:
+        table.add_row("(no workers)", style="dim")
+    return table
+
+
+def _failures(snapshot: Snapshot) -> list[RenderableType]:
+    out: list[RenderableType] = []
+    for f in snapshot.failures[:MAX_FAILURES]:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append("failed ", style="red")
+        line.append(f"#{f.job_id} {f.name}: ", style="bold")
+        line.append(f.error_line)
+        out.append(line)
+    return out
+
+
+def _events(snapshot: Snapshot) -> list[RenderableType]:
+    out: list[RenderableType] = []
+    for e in snapshot.events[-MAX_EVENTS:]:
+        line = Text(no_wrap=True, overflow="ellipsis")
+        line.append(e.at.strftime("%H:%M:%S "), style="dim")
+        line.append(e.text, style="yellow")
+        out.append(line)
+    return out
+
+
+def _stranded(snapshot: Snapshot) -> list[RenderableType]:
+    if not snapshot.stranded:
+        return []
+    return [
+        Text(
+            "no live worker takes: " + ", ".join(snapshot.stranded),
+            style="bold red",
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+    ]
+
+
+def render(snapshot: Snapshot) -> RenderableType:
+    """The whole view of one snapshot; pure, so a test renders it with Console(record=True)."""
+    parts: list[RenderableType] = [_header(snapshot), _queue_table(snapshot)]
+    parts.append(_process_table(snapshot) if snapshot.processes else _worker_table(snapshot))
+    parts += _stranded(snapshot) + _failures(snapshot) + _events(snapshot)
+    return Group(*parts)
+
+
+def summary_line(snapshot: Snapshot) -> str:
+    """The periodic line printed instead of the live view (no TTY, or --no-dashboard)."""
+    totals = snapshot.totals()
+    alive = (
+        sum(1 for p in snapshot.processes if p.state == "running")
+        if snapshot.processes
+        else sum(1 for w in snapshot.workers if w.alive)
+    )
+    parts = [f"{alive} procs running"]
+    parts += [f"{STATUS_TITLES[s]} {totals[s]}" for s in ALL_STATUSES if totals.get(s)]
+    if snapshot.throughput is not None:
+        t = snapshot.throughput
+        parts.append(f"{t.now:.1f} jobs/s now, {t.average:.1f} avg, {t.total} total")
+    if snapshot.stranded:
+        parts.append("no live worker takes " + ",".join(snapshot.stranded))
+    return "summary: " + "; ".join(parts)
+
+
+class LiveView:
+    """The rich Live loop: redraws the latest snapshot on every supervisor tick."""
+
+    def __init__(self, console) -> None:
+        from rich.live import Live
+
+        self.live = Live(
+            console=console,
+            auto_refresh=False,
+            transient=False,
+            redirect_stdout=True,
+            redirect_stderr=True,
+        )
+
+    def __enter__(self) -> LiveView:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        self.live.update(render(snapshot), refresh=True)
+
+
+class LogView:
+    """Without a TTY: process events are log lines already; add a summary line now and then."""
+
+    def __init__(self, emit, every_s: float, clock) -> None:
+        self.emit, self.every_s, self.clock = emit, every_s, clock
+        self.last = clock()
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        now = self.clock()
+        if now - self.last >= self.every_s:
+            self.last = now
+            self.emit(summary_line(snapshot))
