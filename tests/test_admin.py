@@ -193,7 +193,8 @@ def test_workers_are_read_only_and_show_alive(admin_client_):
 def test_overview_is_linked_from_the_index_and_counts(admin_client_):
     index = admin_client_.get(reverse("admin:index")).content.decode()
     assert OVERVIEW in index
-    djap.bulk_create_new([JobWithSleep] * 3)
+    for _ in range(3):
+        djap.create_new(JobWithSleep)
     failed_job()
     now = timezone.now()
     JobDBModel.objects.create(name="JobWithSleep", status="done", finished_at=now)
