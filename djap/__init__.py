@@ -18,18 +18,28 @@ _EXPORTS = {
     "bulk_create_new": "djap_django.jobs",
     "abulk_create_new": "djap_django.jobs",
     "Pipeline": "djap_django.pipelines",
+    "Join": "djap_django.pipelines",
+    "retry_job": "djap_django.pipelines",
+    "aretry_job": "djap_django.pipelines",
+    "cancel_pipeline": "djap_django.pipelines",
+    "acancel_pipeline": "djap_django.pipelines",
     "run_num_jobs": "djap_django.worker",
     "Retry": "djap_django.exceptions",
 }
 
 __all__ = [
     "BaseJob",
+    "Join",
     "Pipeline",
     "Retry",
     "abulk_create_new",
+    "acancel_pipeline",
     "acreate_new",
+    "aretry_job",
     "bulk_create_new",
+    "cancel_pipeline",
     "create_new",
+    "retry_job",
     "run_num_jobs",
 ]
 
@@ -42,7 +52,14 @@ if TYPE_CHECKING:
         bulk_create_new,
         create_new,
     )
-    from djap_django.pipelines import Pipeline
+    from djap_django.pipelines import (
+        Join,
+        Pipeline,
+        acancel_pipeline,
+        aretry_job,
+        cancel_pipeline,
+        retry_job,
+    )
     from djap_django.worker import run_num_jobs
 
 

@@ -106,3 +106,166 @@ class GpuJob(BaseJob):
         await sync_to_async(Execution.objects.create)(
             key=self.inputs.key, pid=os.getpid(), env=os.environ.get("CUDA_VISIBLE_DEVICES", "")
         )
+
+
+# -- pipelines (tests/testapp/pipelines.py) ---------------------------------------------
+
+#: Execution.key of a SumAll run: counting these rows proves the join ran once.
+SUM_ALL_KEY = 900_001
+
+
+class CountChars(BaseJob):
+    """First step: hands the next step its inputs through next_job_inputs.
+
+    A dict, not DoubleIt.Inputs: pipelines put different jobs after it.
+    """
+
+    @dataclass
+    class Inputs:
+        text: str
+
+    async def run(self):
+        self.next_job_inputs = {"n": len(self.inputs.text)}
+
+
+class DoubleIt(BaseJob):
+    """Middle step: its outputs fit AddOne.Inputs, so they become AddOne's inputs."""
+
+    @dataclass
+    class Inputs:
+        n: int
+
+    @dataclass
+    class Outputs:
+        n: int
+
+    async def run(self):
+        self.outputs = self.Outputs(n=self.inputs.n * 2)
+
+
+class AddOne(BaseJob):
+    @dataclass
+    class Inputs:
+        n: int
+
+    @dataclass
+    class Outputs:
+        n: int
+
+    async def run(self):
+        self.outputs = self.Outputs(n=self.inputs.n + 1)
+
+
+class FailWhenTold(BaseJob):
+    """Fails while `failing` is set (tests flip it to prove a retry resumes the pipeline)."""
+
+    failing = True
+
+    @dataclass
+    class Inputs:
+        n: int
+
+    @dataclass
+    class Outputs:
+        n: int
+
+    async def run(self):
+        if type(self).failing:
+            raise RuntimeError("FailWhenTold was told to fail")
+        self.outputs = self.Outputs(n=self.inputs.n)
+
+
+class SplitRange(BaseJob):
+    """Fans out: one branch per number below `count` (plain dicts fit any `x` step)."""
+
+    @dataclass
+    class Inputs:
+        count: int
+
+    async def run(self):
+        self.next_job_inputs = [{"x": i} for i in range(self.inputs.count)]
+
+
+class Duplicate(BaseJob):
+    """A fan-out inside a branch: each branch splits in two."""
+
+    @dataclass
+    class Inputs:
+        x: int
+
+    async def run(self):
+        self.next_job_inputs = [SquareIt.Inputs(x=self.inputs.x)] * 2
+
+
+class SquareIt(BaseJob):
+    @dataclass
+    class Inputs:
+        x: int
+
+    @dataclass
+    class Outputs:
+        y: int
+
+    async def run(self):
+        self.outputs = self.Outputs(y=self.inputs.x * self.inputs.x)
+
+
+class SumAll(BaseJob):
+    """The join: gets every branch's outputs as a list; records each run."""
+
+    @dataclass
+    class Inputs:
+        values: list
+
+    @dataclass
+    class Outputs:
+        total: int
+        count: int
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        await sync_to_async(Execution.objects.create)(
+            key=SUM_ALL_KEY, pid=os.getpid(), env=str(len(self.inputs.values))
+        )
+        self.outputs = self.Outputs(
+            total=sum(v["y"] for v in self.inputs.values), count=len(self.inputs.values)
+        )
+
+
+class HangFirstAttempt(BaseJob):
+    """Hangs on its first attempt (the test kills its worker), passes `n` on after."""
+
+    @dataclass
+    class Inputs:
+        n: int
+
+    @dataclass
+    class Outputs:
+        n: int
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        await sync_to_async(Execution.objects.create)(
+            key=self.inputs.n, pid=os.getpid(), env=f"attempt {self.attempt}"
+        )
+        if self.attempt == 1:
+            await asyncio.sleep(3600)
+        self.outputs = self.Outputs(n=self.inputs.n)
+
+
+class Report(BaseJob):
+    """After a join: SumAll's outputs fit these Inputs, so they are passed on as they are."""
+
+    @dataclass
+    class Inputs:
+        total: int
+        count: int
+
+    @dataclass
+    class Outputs:
+        line: str
+
+    async def run(self):
+        self.outputs = self.Outputs(line=f"{self.inputs.count} values, total {self.inputs.total}")

@@ -1,0 +1,315 @@
+"""How a finished pipeline step readies its successors: the state transitions.
+
+Every function here runs inside the caller's transaction, after the caller has
+locked the pipeline row. Steps of one pipeline therefore finish one at a time,
+so the join counter and the "is anything left to run?" check never race, and a
+crash can never leave a step done with its successor not yet readied.
+
+Rows and branches: `trigger` writes one row per step, each step's row pointing
+at the previous one through `parent_id` (a join row has no parent: it has many).
+A fan-out of N items reuses the branch's next row for the first item and writes
+N - 1 new branches, each a chain of rows up to the next join (or the end). A join
+row's `waiting_for` counts the branches that have not reached it yet.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F, QuerySet
+from django.utils import timezone
+
+from . import codec, conf
+from .exceptions import InvalidInputsError
+from .models import JobDBModel, PipelineDBModel
+from .queue.base import Outcome
+
+Status = JobDBModel.Status
+
+#: The error of a waiting step stopped because its pipeline failed or was cancelled;
+#: resuming the pipeline (retry_job) brings exactly these rows back.
+HALTED = "halted: its pipeline failed or was cancelled; retrying the failed job resumes it"
+#: The error of a step that will never run because a fan-out before it was empty.
+SKIPPED = "skipped: an earlier step fanned out into an empty list"
+
+UNFINISHED = (Status.NOT_READY, Status.NEW, Status.IN_PROGRESS)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One entry of `Pipeline.jobs`: the job class, and whether it joins the branches."""
+
+    job: type
+    join: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.job.__name__
+
+
+class StepError(Exception):
+    """A finished step cannot hand its results on; the step is failed with this message."""
+
+
+# -- planning: what the next step gets ---------------------------------------------
+
+
+def plan_next(steps: Sequence[Step], index: int, outcome: Outcome, job_name: str) -> list[Any]:
+    """The inputs of the next step, one item per branch ([] ends the branch).
+
+    Raises StepError naming what to fix when the results do not fit the next step.
+    """
+    if index + 1 >= len(steps):
+        if outcome.has_next_inputs:
+            raise StepError(
+                f"{job_name} is the last step of its pipeline but set next_job_inputs; "
+                "there is no step to give them to"
+            )
+        return []
+    nxt = steps[index + 1]
+    if nxt.join:
+        if outcome.has_next_inputs:
+            raise StepError(
+                f"{job_name} is followed by the join {nxt.name}, which receives every "
+                f"branch's outputs: set self.outputs in {job_name}.run, not next_job_inputs"
+            )
+        return []
+    inputs_cls = nxt.job.Inputs
+    if outcome.has_next_inputs:
+        value = outcome.next_inputs
+        items = list(value) if isinstance(value, list | tuple) else [value]
+        if inputs_cls is None:
+            raise StepError(
+                f"{job_name} set next_job_inputs but the next step {nxt.name} declares no Inputs"
+            )
+        return [_encode(nxt.name, inputs_cls, item, job_name) for item in items]
+    if inputs_cls is None:
+        return [None]
+    outputs = None if outcome.outputs_json is None else json.loads(outcome.outputs_json)
+    if outputs is None:
+        raise StepError(
+            f"the next step {nxt.name} needs {nxt.name}.Inputs: set self.next_job_inputs "
+            f"(or outputs that fit {nxt.name}.Inputs) in {job_name}.run"
+        )
+    try:
+        codec.decode(nxt.name, inputs_cls, outputs)
+    except InvalidInputsError as exc:
+        raise StepError(
+            f"{job_name}'s outputs do not fit the next step ({exc}); set "
+            f"self.next_job_inputs to a {nxt.name}.Inputs in {job_name}.run"
+        ) from None
+    return [outputs]
+
+
+def _encode(name: str, inputs_cls: type, item: Any, job_name: str) -> Any:
+    try:
+        _, text = codec.encode(name, inputs_cls, item)
+    except InvalidInputsError as exc:
+        raise StepError(f"{job_name} set next_job_inputs that do not fit: {exc}") from None
+    return json.loads(text)
+
+
+def join_field(job_cls: type) -> str:
+    """The one field of a join's Inputs, which receives the list of outputs."""
+    import dataclasses
+
+    return next(f.name for f in dataclasses.fields(job_cls.Inputs) if f.init)
+
+
+# -- moving on ---------------------------------------------------------------------
+
+
+def _jobs(alias: str, pipeline: PipelineDBModel) -> QuerySet:
+    return JobDBModel.objects.using(alias).filter(pipeline_id=pipeline.pk)
+
+
+def _next_join(steps: Sequence[Step], start: int) -> int | None:
+    return next((i for i in range(start, len(steps)) if steps[i].join), None)
+
+
+def advance(
+    alias: str, pipeline: PipelineDBModel, steps: Sequence[Step], row: JobDBModel, items: list
+) -> bool:
+    """Ready what follows `row` (just marked done); True if a row became `new`."""
+    index = row.pipeline_step
+    if index + 1 >= len(steps):
+        return False
+    jobs = _jobs(alias, pipeline)
+    if steps[index + 1].join:
+        return _arrive_at_join(alias, pipeline, steps, index + 1)
+    live = pipeline.status == PipelineDBModel.Status.RUNNING
+    join_at = _next_join(steps, index + 1)
+    end = len(steps) if join_at is None else join_at
+    nxt = jobs.filter(pipeline_step=index + 1, parent_id=row.pk).order_by("id").first()
+    if not items:
+        if nxt is not None:
+            _skip_branch(jobs, nxt, end)
+        return join_at is not None and _arrive_at_join(alias, pipeline, steps, join_at)
+    rest = items
+    if nxt is not None:
+        # The branch's own next row takes the first item. A halted row keeps its
+        # inputs too, so that resuming the pipeline can start it.
+        nxt.inputs = items[0]
+        if nxt.status == Status.NOT_READY:
+            nxt.status = Status.NEW
+        nxt.save(using=alias, update_fields=["inputs", "status"])
+        rest = items[1:]
+    if rest:
+        _create_branches(alias, pipeline, steps, row, rest, end, live)
+    if join_at is not None and len(items) > 1:
+        jobs.filter(pipeline_step=join_at).update(waiting_for=F("waiting_for") + len(items) - 1)
+    return live
+
+
+def _create_branches(
+    alias: str,
+    pipeline: PipelineDBModel,
+    steps: Sequence[Step],
+    parent: JobDBModel,
+    items: list,
+    end: int,
+    live: bool,
+) -> None:
+    """Write one chain of rows per item, from the next step up to `end` (exclusive)."""
+    first = parent.pipeline_step + 1
+    parents = [parent.pk] * len(items)
+    for index in range(first, end):
+        if live:
+            status, error = (Status.NEW if index == first else Status.NOT_READY), ""
+        else:
+            status, error = Status.CANCELLED, HALTED
+        rows = [
+            step_row(
+                steps[index].job,
+                pipeline=pipeline,
+                pipeline_step=index,
+                status=status,
+                error=error,
+                parent_id=parent_id,
+                inputs=items[n] if index == first else None,
+            )
+            for n, parent_id in enumerate(parents)
+        ]
+        JobDBModel.objects.using(alias).bulk_create(rows, batch_size=1000)
+        parents = [r.pk for r in rows]
+
+
+def step_row(job_cls: type, **fields: Any) -> JobDBModel:
+    """An unsaved row for one step, with the job class's options."""
+    return JobDBModel(
+        name=job_cls.__name__,
+        priority=job_cls.priority,
+        max_attempts=job_cls.max_attempts or conf.get("MAX_ATTEMPTS"),
+        timeout=job_cls.timeout if job_cls.timeout is not None else conf.get("TIMEOUT"),
+        **fields,
+    )
+
+
+def _skip_branch(jobs: QuerySet, first: JobDBModel, end: int) -> None:
+    """Mark a branch's rows from `first` up to step `end` as never going to run."""
+    ids, level = [first.pk], [first.pk]
+    for index in range(first.pipeline_step + 1, end):
+        level = list(jobs.filter(pipeline_step=index, parent_id__in=level).values_list("id"))
+        level = [i for (i,) in level]
+        ids += level
+    jobs.filter(id__in=ids, status__in=(Status.NOT_READY, Status.CANCELLED)).update(
+        status=Status.CANCELLED, error=SKIPPED, finished_at=timezone.now()
+    )
+
+
+def _arrive_at_join(
+    alias: str, pipeline: PipelineDBModel, steps: Sequence[Step], join_at: int
+) -> bool:
+    """One branch reached (or will never reach) the join: count it down."""
+    jobs = _jobs(alias, pipeline)
+    jobs.filter(pipeline_step=join_at).update(waiting_for=F("waiting_for") - 1)
+    join = jobs.get(pipeline_step=join_at)
+    if join.waiting_for == 0 and join.status == Status.NOT_READY:
+        return ready_join(alias, pipeline, steps, join)
+    return False
+
+
+def ready_join(
+    alias: str, pipeline: PipelineDBModel, steps: Sequence[Step], join: JobDBModel
+) -> bool:
+    """Every branch is in: give the join their outputs, in the order the branches began."""
+    jobs = _jobs(alias, pipeline)
+    outputs = list(
+        jobs.filter(pipeline_step=join.pipeline_step - 1, status=Status.DONE)
+        .order_by("id")
+        .values_list("outputs", flat=True)
+    )
+    if not outputs:
+        # Every branch ended in an empty fan-out: nothing is left to run.
+        jobs.filter(pipeline_step__gte=join.pipeline_step, status=Status.NOT_READY).update(
+            status=Status.CANCELLED, error=SKIPPED, finished_at=timezone.now()
+        )
+        return False
+    join.inputs = {join_field(steps[join.pipeline_step].job): outputs}
+    join.status = Status.NEW
+    join.save(using=alias, update_fields=["inputs", "status"])
+    return True
+
+
+# -- the pipeline's own status -----------------------------------------------------
+
+
+def halt(alias: str, pipeline: PipelineDBModel, status: str, statuses: Sequence[str]) -> int:
+    """Set the pipeline's status and stop its waiting steps; returns how many stopped."""
+    now = timezone.now()
+    pipeline.status, pipeline.finished_at = status, now
+    pipeline.save(using=alias, update_fields=["status", "finished_at"])
+    return (
+        _jobs(alias, pipeline)
+        .filter(status__in=statuses)
+        .update(status=Status.CANCELLED, error=HALTED, finished_at=now)
+    )
+
+
+def fail(alias: str, pipeline: PipelineDBModel) -> None:
+    """A step failed for good: the pipeline fails and its not_ready steps are halted."""
+    if pipeline.status == PipelineDBModel.Status.RUNNING:
+        halt(alias, pipeline, PipelineDBModel.Status.FAILED, (Status.NOT_READY,))
+
+
+def finish_if_idle(alias: str, pipeline: PipelineDBModel) -> None:
+    """A running pipeline with nothing left to run or waiting is done."""
+    if pipeline.status != PipelineDBModel.Status.RUNNING:
+        return
+    if not _jobs(alias, pipeline).filter(status__in=UNFINISHED).exists():
+        pipeline.status, pipeline.finished_at = PipelineDBModel.Status.DONE, timezone.now()
+        pipeline.save(using=alias, update_fields=["status", "finished_at"])
+
+
+def resume(alias: str, pipeline: PipelineDBModel, steps: Sequence[Step]) -> bool:
+    """Bring halted steps back: `new` where their predecessor is done, else `not_ready`.
+
+    Returns True if a row became `new`.
+    """
+    pipeline.status, pipeline.finished_at = PipelineDBModel.Status.RUNNING, None
+    pipeline.save(using=alias, update_fields=["status", "finished_at"])
+    jobs = _jobs(alias, pipeline)
+    halted = list(jobs.filter(status=Status.CANCELLED, error=HALTED).order_by("id"))
+    parents = {r.parent_id for r in halted if r.parent_id is not None}
+    done = set(jobs.filter(id__in=parents, status=Status.DONE).values_list("id", flat=True))
+    ready, waiting, joins = [], [], []
+    for row in halted:
+        if row.pipeline_step < len(steps) and steps[row.pipeline_step].join:
+            joins.append(row)
+        elif row.pipeline_step == 0 or row.parent_id in done:
+            ready.append(row.pk)
+        else:
+            waiting.append(row.pk)
+    jobs.filter(id__in=ready).update(status=Status.NEW, error="", finished_at=None)
+    jobs.filter(id__in=waiting + [j.pk for j in joins]).update(
+        status=Status.NOT_READY, error="", finished_at=None
+    )
+    woke = bool(ready)
+    for join in joins:
+        join.status = Status.NOT_READY
+        if join.waiting_for == 0:
+            woke = ready_join(alias, pipeline, steps, join) or woke
+    return woke
