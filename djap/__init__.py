@@ -25,6 +25,8 @@ _EXPORTS = {
     "acancel_pipeline": "djap_django.pipelines",
     "run_num_jobs": "djap_django.worker",
     "Retry": "djap_django.exceptions",
+    "cancel": "djap_django.control",
+    "acancel": "djap_django.control",
 }
 
 __all__ = [
@@ -34,16 +36,19 @@ __all__ = [
     "Retry",
     "abulk_create_new",
     "acancel_pipeline",
+    "acancel",
     "acreate_new",
     "aretry_job",
     "bulk_create_new",
     "cancel_pipeline",
+    "cancel",
     "create_new",
     "retry_job",
     "run_num_jobs",
 ]
 
 if TYPE_CHECKING:
+    from djap_django.control import acancel, cancel
     from djap_django.exceptions import Retry
     from djap_django.jobs import (
         BaseJob,

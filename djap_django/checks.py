@@ -29,7 +29,41 @@ _RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "COMPLETION_FLUSH_INTERVAL": (_NUMBER, 0, False),
     "GRACE": (_NUMBER, 0, False),
     "PRUNE_WORKERS_AFTER": (_NUMBER, 0, False),
+    "CANCEL_POLL_INTERVAL": (_NUMBER, 0.01, False),
+    "PRUNE_OLDER_THAN": (_NUMBER, 0, True),
+    "PRUNE_STATUSES": ((list, tuple), None, False),
+    "PRUNE_INTERVAL": (_NUMBER, 0.01, False),
 }
+
+#: Statuses PRUNE_STATUSES may name: finished jobs only.
+_PRUNABLE = ("done", "failed", "cancelled")
+
+
+def _check_together(user: dict[str, Any]) -> list[str]:
+    """Values that are fine alone but impossible together (or inside a list)."""
+    value = {key: user.get(key, default) for key, default in DEFAULTS.items()}
+    problems = []
+    if value["STALE_AFTER"] < 2 * value["HEARTBEAT_INTERVAL"]:
+        problems.append(
+            f"DJAP['STALE_AFTER'] ({value['STALE_AFTER']!r}) must be at least twice "
+            f"DJAP['HEARTBEAT_INTERVAL'] ({value['HEARTBEAT_INTERVAL']!r}), or live workers "
+            "look dead between two heartbeats and their jobs run twice"
+        )
+    if value["SQLITE_POLL_MIN"] > value["SQLITE_POLL_MAX"]:
+        problems.append("DJAP['SQLITE_POLL_MIN'] must not be greater than DJAP['SQLITE_POLL_MAX']")
+    if value["RETRY_BACKOFF_BASE"] > value["RETRY_BACKOFF_MAX"]:
+        problems.append(
+            "DJAP['RETRY_BACKOFF_BASE'] must not be greater than DJAP['RETRY_BACKOFF_MAX']"
+        )
+    statuses = value["PRUNE_STATUSES"]
+    if isinstance(statuses, (list, tuple)):
+        bad = [s for s in statuses if s not in _PRUNABLE]
+        if bad or not statuses:
+            problems.append(
+                f"DJAP['PRUNE_STATUSES'] must list some of {', '.join(_PRUNABLE)} "
+                f"(finished jobs only), not {list(statuses)!r}"
+            )
+    return problems
 
 
 def _check_value(key: str, value: Any) -> str | None:
@@ -61,6 +95,8 @@ def check_djap_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         problem = _check_value(key, value)
         if problem:
             errors.append(checks.Error(problem, id="djap.E003"))
+    if not errors:
+        errors += [checks.Error(p, id="djap.E005") for p in _check_together(user)]
     if not errors and "DATABASE" in user and user["DATABASE"] not in settings.DATABASES:
         errors.append(
             checks.Error(

@@ -37,6 +37,15 @@ DEFAULTS: dict[str, Any] = {
     "GRACE": 30.0,
     # Stopped or dead worker rows are deleted after this many seconds.
     "PRUNE_WORKERS_AFTER": 3600.0,
+    # Seconds between a worker's checks that its running jobs were not cancelled (SQLite's
+    # only signal; on PostgreSQL a NOTIFY arrives at once and this is the fallback).
+    "CANCEL_POLL_INTERVAL": 0.5,
+    # Workers delete finished jobs older than this many seconds; None = never (djap prune).
+    "PRUNE_OLDER_THAN": None,
+    # ...in these statuses...
+    "PRUNE_STATUSES": ("done", "failed", "cancelled"),
+    # ...every this many seconds.
+    "PRUNE_INTERVAL": 600.0,
 }
 
 

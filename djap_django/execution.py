@@ -12,13 +12,15 @@ import datetime as dt
 import inspect
 import random
 import traceback
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from django.db import close_old_connections
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, close_old_connections
 
 from . import codec, conf, registry
 from .exceptions import DjapError, Retry
+from .logs import bind_job
 from .queue.base import ClaimedJob, Outcome
 
 
@@ -38,6 +40,36 @@ def _failed(claimed: ClaimedJob, error: str, retry_after: float | None = None) -
         return Outcome(claimed.id, "new", error=header + error, run_after=run_after)
     header = f"attempt {claimed.attempts} of {claimed.max_attempts} failed\n"
     return Outcome(claimed.id, "failed", error=header + error)
+
+
+class SyncPool(Executor):
+    """The threads that run sync jobs; a thread stuck past its job's deadline is given up.
+
+    Python cannot stop a thread. When a sync attempt times out (or is cancelled), the
+    attempt ends but its thread runs on; `abandon` moves later jobs to a fresh pool so
+    the stuck thread never takes a slot that another job is waiting for.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self._max_workers = max_workers
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="djap-job")
+        #: Sync attempts whose thread ran on after the attempt ended.
+        self.abandoned = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def abandon(self) -> None:
+        self.abandoned += 1
+        old, self._pool = (
+            self._pool,
+            ThreadPoolExecutor(self._max_workers, thread_name_prefix="djap-job"),
+        )
+        # Threads of the old pool finish what they run (or queue) and then exit.
+        old.shutdown(wait=False)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
 
 
 def _run_sync(job: Any) -> None:
@@ -85,6 +117,8 @@ def _encode_outputs(job: Any) -> str | None:
 
 async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) -> Outcome:
     """Run one attempt of `claimed`; the Outcome says how it ended."""
+    # Every log record from here on in this job's task names it (djap_django.logs).
+    bind_job(claimed.id, claimed.name)
     try:
         job = build_job(claimed)
     except DjapError as exc:
@@ -92,9 +126,10 @@ async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) ->
         return Outcome(claimed.id, "failed", error=str(exc))
 
     timeout = claimed.timeout
+    is_async = inspect.iscoroutinefunction(job.run)
     try:
         async with asyncio.timeout(timeout) as deadline:
-            if inspect.iscoroutinefunction(job.run):
+            if is_async:
                 await job.run()
             else:
                 # A thread cannot be interrupted: at the deadline we stop waiting and fail
@@ -105,10 +140,22 @@ async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) ->
         return _failed(claimed, f"Retry requested: {exc}", retry_after=exc.after)
     except TimeoutError:
         if deadline.expired():
-            return _failed(claimed, f"{claimed.name} timed out after {timeout:g} s (timeout)")
+            if not is_async and isinstance(sync_executor, SyncPool):
+                sync_executor.abandon()
+            limit = f"{claimed.name} timed out after {timeout:g} s (timeout)"
+            if not is_async:
+                limit += "; its thread cannot be stopped and runs on in the background"
+            return _failed(claimed, limit)
         return _failed(claimed, traceback.format_exc())
     except asyncio.CancelledError:
+        if not is_async and isinstance(sync_executor, SyncPool):
+            sync_executor.abandon()
         raise
+    except DatabaseError:
+        # The job's own queries failed (an outage?): Django keeps a broken connection
+        # until someone closes it, so close it now or every later job fails the same way.
+        await sync_to_async(close_old_connections)()
+        return _failed(claimed, traceback.format_exc())
     except Exception:
         return _failed(claimed, traceback.format_exc())
 

@@ -133,6 +133,18 @@ class JobDBModel(models.Model):
 
     # -- cancellation and retry live with the row; see djap_django.control.
 
+    def cancel(self) -> bool:
+        """Cancel this job (see djap_django.control.cancel); True if this call did."""
+        from .control import cancel
+
+        return cancel(self)
+
+    async def acancel(self) -> bool:
+        """Async twin of cancel."""
+        from .control import acancel
+
+        return await acancel(self)
+
 
 class QueueOverview(JobDBModel):
     """The admin's queue overview page: a proxy, so it is listed on the admin index

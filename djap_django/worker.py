@@ -14,20 +14,23 @@ import os
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 
 from . import conf, registry
 from .completer import Completer
-from .execution import execute
+from .execution import SyncPool, execute
+from .maintenance import Pruner
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
+from .resilience import DbGuard
 
 logger = logging.getLogger("djap.worker")
 
 #: A heartbeat loop runs a rescue of other workers' stale jobs every this many beats.
 RESCUE_EVERY_BEATS = 5
+#: At shutdown, wait at most this long (seconds) for an unavailable database.
+SHUTDOWN_DB_WAIT_S = 30.0
 
 
 @dataclass
@@ -52,6 +55,7 @@ class WorkerStats:
     done: int = 0
     failed: int = 0
     released: int = 0
+    cancelled: int = 0
 
 
 class Worker:
@@ -66,9 +70,17 @@ class Worker:
         self._running: dict[int, asyncio.Task] = {}
         self._stop = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._sync_executor: ThreadPoolExecutor | None = None
+        self._sync_executor: SyncPool | None = None
         #: Jobs whose task was cancelled (shutdown): they go back to the queue.
         self._interrupted: list[int] = []
+        #: Jobs stopped because they were cancelled (or taken from us): nothing to report.
+        self._cancelled: set[int] = set()
+        #: Outcomes handed to the completer but not yet written (see _sweep_lost_claims).
+        self._unflushed: set[int] = set()
+        #: A claim failed in an outage: it may have committed without us seeing the rows.
+        self._claim_uncertain = False
+        self._shutdown_deadline: float | None = None
+        self._services: list[asyncio.Task] = []
 
     # -- control -------------------------------------------------------------------
 
@@ -105,6 +117,7 @@ class Worker:
                 ", ".join(registry.names()) or "none",
             )
         self.queue = open_queue(opts.alias)
+        self.db = DbGuard(self.queue)
         await self.queue.connect()
         info = WorkerInfo(
             host=opts.host or socket.gethostname(),
@@ -123,6 +136,12 @@ class Worker:
         )
         self.completer.start()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="djap-heartbeat")
+        self.queue.on_cancel = self._cancel_running
+        self.queue.listen()
+        self._services = [
+            asyncio.create_task(self._cancel_watch_loop(), name="djap-cancel-watch"),
+            asyncio.create_task(Pruner(self.queue, self.db).run_forever(), name="djap-prune"),
+        ]
         logger.info(
             "worker %s started: id=%s concurrency=%s include=%s exclude=%s",
             os.getpid(),
@@ -153,7 +172,19 @@ class Worker:
                 await self._wait_for(self._slot_free.wait(), deadline)
                 self._slot_free.clear()
                 continue
-            jobs = await self.queue.jobs_claim(self.worker_id, free, opts.include, opts.exclude)
+            if self._claim_uncertain:
+                await self._sweep_lost_claims()
+            try:
+                jobs = await self.db.call(
+                    "claim",
+                    self._claim,
+                    free,
+                    stop=self._stop,
+                )
+            except Exception as exc:
+                if self._stop.is_set() and self.queue.is_transient(exc):
+                    return  # stopping during an outage: nothing more to claim
+                raise
             for claimed in jobs:
                 self._start(claimed)
             if len(jobs) == free:
@@ -182,6 +213,30 @@ class Worker:
         for w in waits:
             w.cancel()
 
+    async def _claim(self, limit: int) -> list[ClaimedJob]:
+        opts = self.options
+        try:
+            return await self.queue.jobs_claim(self.worker_id, limit, opts.include, opts.exclude)
+        except Exception as exc:
+            if self.queue.is_transient(exc):
+                self._claim_uncertain = True
+            raise
+
+    async def _sweep_lost_claims(self) -> None:
+        """Put back rows a failed claim committed but never returned to us.
+
+        If the connection drops after the claim's UPDATE commits, the rows are ours in the
+        database while we never heard of them; as our heartbeat goes on, no rescue would
+        ever free them. Anything we hold there that we neither run nor are reporting on
+        goes back to `new`.
+        """
+        held = await self.db.call("find lost claims", self.queue.jobs_held, self.worker_id)
+        lost = [i for i in held if i not in self._running and i not in self._unflushed]
+        if lost:
+            await self.db.call("release", self.queue.jobs_release, self.worker_id, lost)
+            logger.warning("put back %d jobs claimed during the outage", len(lost))
+        self._claim_uncertain = False
+
     def _start(self, claimed: ClaimedJob) -> None:
         self.stats.claimed += 1
         task = asyncio.create_task(self._run_one(claimed))
@@ -190,9 +245,7 @@ class Worker:
     async def _run_one(self, claimed: ClaimedJob) -> None:
         try:
             if self._sync_executor is None:
-                self._sync_executor = ThreadPoolExecutor(
-                    max_workers=self.concurrency, thread_name_prefix="djap-job"
-                )
+                self._sync_executor = SyncPool(self.concurrency)
             outcome = await execute(claimed, self._sync_executor)
             if outcome.status == "failed":
                 self.stats.failed += 1
@@ -208,8 +261,15 @@ class Worker:
             if claimed.pipeline_id is not None:
                 await self._finish_pipeline_step(claimed, outcome)
             else:
+                self._unflushed.add(claimed.id)
                 await self.completer.add(outcome)
         except asyncio.CancelledError:
+            if claimed.id in self._cancelled:
+                # Cancelled by request: the row already says so; nothing to write back.
+                self._cancelled.discard(claimed.id)
+                self.stats.cancelled += 1
+                logger.info("job %s %s cancelled", claimed.id, claimed.name)
+                return
             self._interrupted.append(claimed.id)
             raise
         finally:
@@ -221,10 +281,52 @@ class Worker:
         # crash between "this step done" and "next step ready" cannot happen.
         from .pipelines import finish_step
 
-        await sync_to_async(finish_step, thread_sensitive=True)(self.worker_id, claimed, outcome)
+        await self.db.call_django(
+            "finish pipeline step",
+            sync_to_async(finish_step, thread_sensitive=True),
+            self.worker_id,
+            claimed,
+            outcome,
+            stop=None,
+        )
 
     async def _write_outcomes(self, outcomes: list[Outcome]) -> None:
-        await self.queue.jobs_finish(self.worker_id, outcomes)
+        # Through an outage the outcomes wait here (the completer applies backpressure);
+        # a finish is guarded by worker and status, so writing one twice is harmless.
+        give_up = None if self._shutdown_deadline is None else self._shutdown_deadline
+        await self.db.call(
+            "finish", self.queue.jobs_finish, self.worker_id, outcomes, give_up_at=give_up
+        )
+        for outcome in outcomes:
+            self._unflushed.discard(outcome.job_id)
+
+    # -- cancellation ----------------------------------------------------------------
+
+    def _cancel_running(self, job_id: int) -> None:
+        """Stop a running job whose row was cancelled (or taken from us)."""
+        task = self._running.get(job_id)
+        if task is not None and not task.done() and job_id not in self._cancelled:
+            self._cancelled.add(job_id)
+            task.cancel()
+
+    async def _cancel_watch_loop(self) -> None:
+        """Poll the status of our running jobs: SQLite's only cancel signal, PG's fallback."""
+        while True:
+            await asyncio.sleep(conf.get("CANCEL_POLL_INTERVAL"))
+            ids = list(self._running)
+            if not ids:
+                continue
+            try:
+                statuses = await self.queue.jobs_status(ids)
+            except Exception as exc:
+                if not self.queue.is_transient(exc):
+                    raise
+                self.db.note_error("cancel check", exc)
+                continue
+            for job_id in ids:
+                # cancelled by request, or put back / failed by a rescue: not ours to run.
+                if statuses.get(job_id, "cancelled") in ("cancelled", "new", "not_ready"):
+                    self._cancel_running(job_id)
 
     async def _drain(self) -> None:
         """Give running jobs the grace period, then cancel what is left."""
@@ -238,22 +340,40 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def _shutdown(self, heartbeat: asyncio.Task) -> None:
+        # If the database is down now, wait for it a while, not forever: whatever is not
+        # written by then comes back through the stale-heartbeat rescue (at-least-once).
+        self._shutdown_deadline = time.monotonic() + SHUTDOWN_DB_WAIT_S
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
-        heartbeat.cancel()
-        await asyncio.gather(heartbeat, return_exceptions=True)
-        await self.completer.close()
-        if self._interrupted:
-            self.stats.released += await self.queue.jobs_release(self.worker_id, self._interrupted)
-            logger.info("put back %d unfinished jobs", self.stats.released)
-        await self.queue.worker_heartbeat(
-            self.worker_id,
-            done=self.stats.done,
-            failed=self.stats.failed,
-            in_flight=0,
-            state="stopped",
-        )
+        for service in (heartbeat, *self._services):
+            service.cancel()
+        await asyncio.gather(heartbeat, *self._services, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.completer.close(), SHUTDOWN_DB_WAIT_S)
+            if self._interrupted:
+                self.stats.released += await self.db.call(
+                    "release",
+                    self.queue.jobs_release,
+                    self.worker_id,
+                    self._interrupted,
+                    give_up_at=self._shutdown_deadline,
+                )
+                logger.info("put back %d unfinished jobs", self.stats.released)
+            await self.db.call(
+                "stop",
+                self._beat,
+                "stopped",
+                give_up_at=self._shutdown_deadline,
+            )
+        except Exception as exc:
+            if not (isinstance(exc, TimeoutError) or self.queue.is_transient(exc)):
+                raise
+            logger.error(
+                "database unavailable at shutdown; %d jobs stay claimed until the "
+                "stale-heartbeat rescue puts them back",
+                len(self._unflushed) + len(self._interrupted),
+            )
         await self.queue.close()
         if self._sync_executor is not None:
             self._sync_executor.shutdown(wait=False, cancel_futures=True)
@@ -270,23 +390,36 @@ class Worker:
             await asyncio.sleep(interval)
             beats += 1
             try:
-                await self.queue.worker_heartbeat(
-                    self.worker_id,
-                    done=self.stats.done,
-                    failed=self.stats.failed,
-                    in_flight=len(self._running),
-                    state=self.state,
-                )
-                if beats % RESCUE_EVERY_BEATS == 0:
+                await self._beat(self.state)
+                # Right after an outage every worker's heartbeat looks stale: rescue only
+                # once the others have had STALE_AFTER seconds to beat again, or jobs that
+                # are still running would be put back and run twice.
+                if beats % RESCUE_EVERY_BEATS == 0 and self.db.healthy_for() > conf.get(
+                    "STALE_AFTER"
+                ):
                     await self._rescue_others()
+                self.db.note_ok()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("heartbeat failed: %s", exc)
+                if not self.queue.is_transient(exc):
+                    logger.warning("heartbeat failed: %s", exc)
+                else:
+                    self.db.note_error("heartbeat", exc)
+                    await self.db.reconnect()
             sup = self.options.supervisor_pid
             if sup is not None and os.getppid() != sup:
                 logger.warning("supervisor %s is gone; stopping", sup)
                 self.request_stop()
+
+    async def _beat(self, state: str) -> None:
+        await self.queue.worker_heartbeat(
+            self.worker_id,
+            done=self.stats.done,
+            failed=self.stats.failed,
+            in_flight=0 if state == "stopped" else len(self._running),
+            state=state,
+        )
 
     async def _rescue_others(self) -> None:
         report = await self.queue.jobs_rescue_stale(

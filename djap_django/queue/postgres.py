@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -18,6 +19,8 @@ import psycopg
 from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
 
 CHANNEL = "djap_new_jobs"
+#: `cancel()` of a running job notifies this channel with the job id as payload.
+CANCEL_CHANNEL = "djap_cancel"
 
 # Django's wrapper options that are not libpq/psycopg connection arguments.
 _DJANGO_ONLY_PARAMS = (
@@ -57,7 +60,10 @@ _FINISH = """
 UPDATE djap_job AS j
 SET status = u.status, outputs = u.outputs::jsonb, error = u.error,
     run_after = u.run_after, worker_id = NULL,
-    finished_at = CASE WHEN u.status = 'new' THEN NULL ELSE now() END
+    finished_at = CASE WHEN u.status = 'new' THEN NULL ELSE now() END,
+    errors = CASE WHEN u.error = '' THEN j.errors ELSE COALESCE(j.errors, '[]'::jsonb)
+        || jsonb_build_array(jsonb_build_object(
+            'attempt', j.attempts, 'error', u.error, 'at', now())) END
 FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
     AS u(id, status, outputs, error, run_after)
 WHERE j.id = u.id AND j.status = 'in_progress' AND j.worker_id = %s
@@ -68,7 +74,10 @@ UPDATE djap_job
 SET status = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'failed' ELSE 'new' END,
     error = CASE WHEN crashes + 1 >= %(max_crashes)s THEN %(poison)s || '' ELSE error END,
     finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN now() ELSE NULL END,
-    crashes = crashes + 1, worker_id = NULL
+    crashes = crashes + 1, worker_id = NULL,
+    errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+        'attempt', attempts, 'at', now(),
+        'error', 'the worker running this attempt died (worker ' || worker_id || ')'))
 WHERE status = 'in_progress' AND worker_id = ANY(%(workers)s::bigint[])
 RETURNING status
 """
@@ -90,6 +99,8 @@ class PostgresQueue:
         self._listen_conn: psycopg.AsyncConnection | None = None
         self._listener: asyncio.Task | None = None
         self._wakeup = asyncio.Event()
+        #: Called with a job id when a cancel notification arrives (set by the worker).
+        self.on_cancel: Callable[[int], None] | None = None
 
     async def _open(self) -> psycopg.AsyncConnection:
         return await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
@@ -97,6 +108,23 @@ class PostgresQueue:
     async def connect(self) -> None:
         self._conn = await self._open()
         self._finish_conn = await self._open()
+
+    # -- outages -------------------------------------------------------------------
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """A lost or refused connection (server restart, network): retry after reconnect."""
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+    async def reconnect(self) -> None:
+        """Reopen whichever connection the server dropped; healthy ones are kept."""
+        for attr in ("_conn", "_finish_conn"):
+            conn = getattr(self, attr)
+            if conn is None or conn.closed:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                setattr(self, attr, await self._open())
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -246,6 +274,29 @@ class PostgresQueue:
         )
         return (await cur.fetchone())[0]
 
+    async def jobs_held(self, worker_id: int) -> list[int]:
+        """Jobs the database says this worker runs (to find a claim lost in an outage)."""
+        cur = await self._conn.execute(
+            "SELECT id FROM djap_job WHERE status = 'in_progress' AND worker_id = %s",
+            (worker_id,),
+        )
+        return [r[0] for r in await cur.fetchall()]
+
+    async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int:
+        """Delete up to `limit` jobs in `statuses` that finished over `older_than_s` ago.
+
+        One short statement per batch, so the hot table is never held for long.
+        """
+        cur = await self._conn.execute(
+            """DELETE FROM djap_job WHERE id IN (
+                   SELECT id FROM djap_job
+                   WHERE status = ANY(%s::text[])
+                     AND finished_at < now() - make_interval(secs => %s)
+                   LIMIT %s)""",
+            (statuses, older_than_s, limit),
+        )
+        return cur.rowcount
+
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
         cur = await self._conn.execute(
             "SELECT id, status FROM djap_job WHERE id = ANY(%s::bigint[])", (job_ids,)
@@ -260,9 +311,14 @@ class PostgresQueue:
                 if self._listen_conn is None or self._listen_conn.closed:
                     self._listen_conn = await self._open()
                     await self._listen_conn.execute(f"LISTEN {CHANNEL}")
+                    await self._listen_conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     # Jobs may have arrived while we were not listening.
                     self._wakeup.set()
-                async for _ in self._listen_conn.notifies():
+                async for note in self._listen_conn.notifies():
+                    if note.channel == CANCEL_CHANNEL:
+                        if self.on_cancel is not None and note.payload.isdigit():
+                            self.on_cancel(int(note.payload))
+                        continue
                     self._wakeup.set()
             except asyncio.CancelledError:
                 raise
@@ -270,6 +326,11 @@ class PostgresQueue:
                 # The poll in wait_for_jobs covers us while we reconnect.
                 await asyncio.sleep(1.0)
                 self._listen_conn = None
+
+    def listen(self) -> None:
+        """Start listening now, so cancel notifications arrive even while no one waits."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
 
     async def wait_for_jobs(self, timeout: float) -> None:
         """Return when a NOTIFY arrives, or after `timeout` seconds (the poll fallback)."""

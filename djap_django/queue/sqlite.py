@@ -74,14 +74,34 @@ class SQLiteQueue:
         db.execute("BEGIN IMMEDIATE")
         try:
             result = fn(db)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # Also when COMMIT itself failed (busy): never leave a transaction open.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
         return result
 
     async def connect(self) -> None:
         await self._call(self._open)
+
+    # -- outages -------------------------------------------------------------------
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """Lock contention past the busy timeout, or a file that is briefly unreachable."""
+        if not isinstance(exc, sqlite3.OperationalError):
+            return False
+        text = str(exc)
+        return any(s in text for s in ("locked", "busy", "disk I/O", "unable to open"))
+
+    async def reconnect(self) -> None:
+        """Reopen the file only if the connection is gone; a lock needs no new connection."""
+        if self._db is None:
+            await self._call(self._open)
+
+    def listen(self) -> None:
+        """SQLite cannot notify: cancels are found by polling the status of running jobs."""
 
     async def close(self) -> None:
         if self._db is not None:
@@ -182,7 +202,11 @@ class SQLiteQueue:
             now = _now()
             db.executemany(
                 """UPDATE djap_job SET status = ?, outputs = ?, error = ?, run_after = ?,
-                       worker_id = NULL, finished_at = ?
+                       worker_id = NULL, finished_at = ?,
+                       errors = CASE WHEN ?3 = '' THEN errors ELSE json_insert(
+                           COALESCE(errors, '[]'), '$[#]',
+                           json_object('attempt', attempts, 'error', ?3,
+                               'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) END
                    WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
                 [
                     (
@@ -222,7 +246,11 @@ class SQLiteQueue:
                     SET status = CASE WHEN crashes + 1 >= ? THEN 'failed' ELSE 'new' END,
                         error = CASE WHEN crashes + 1 >= ? THEN ? ELSE error END,
                         finished_at = CASE WHEN crashes + 1 >= ? THEN ? ELSE NULL END,
-                        crashes = crashes + 1, worker_id = NULL
+                        crashes = crashes + 1, worker_id = NULL,
+                        errors = json_insert(COALESCE(errors, '[]'), '$[#]', json_object(
+                            'attempt', attempts, 'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+                            'error', 'the worker running this attempt died (worker '
+                                || worker_id || ')'))
                     WHERE status = 'in_progress' AND worker_id IN ({marks})
                     RETURNING status""",
                 (
@@ -284,6 +312,38 @@ class SQLiteQueue:
             return bool(row[0])
 
         return await self._call(exists)
+
+    async def jobs_held(self, worker_id: int) -> list[int]:
+        """Jobs the database says this worker runs (to find a claim lost in an outage)."""
+
+        def held() -> list[int]:
+            return [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM djap_job WHERE status = 'in_progress' AND worker_id = ?",
+                    (worker_id,),
+                )
+            ]
+
+        return await self._call(held)
+
+    async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int:
+        """Delete up to `limit` jobs in `statuses` that finished over `older_than_s` ago.
+
+        One short write transaction per batch, so other writers wait only briefly.
+        """
+        marks = ",".join("?" * len(statuses))
+
+        def prune(db: sqlite3.Connection) -> int:
+            return db.execute(
+                f"""DELETE FROM djap_job WHERE id IN (
+                        SELECT id FROM djap_job
+                        WHERE status IN ({marks}) AND finished_at < ?
+                        LIMIT ?)""",
+                (*statuses, _now(-older_than_s), limit),
+            ).rowcount
+
+        return await self._call(self._write, prune) if statuses else 0
 
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
         def status() -> dict[int, str]:

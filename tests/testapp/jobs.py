@@ -108,6 +108,74 @@ class GpuJob(BaseJob):
         )
 
 
+class FlakyJob(BaseJob):
+    """Fails its first `fail_times` attempts, then succeeds (retries and error history)."""
+
+    max_attempts = 5
+
+    @dataclass
+    class Inputs:
+        fail_times: int
+
+    @dataclass
+    class Outputs:
+        attempt: int
+
+    async def run(self):
+        if self.attempt <= self.inputs.fail_times:
+            raise RuntimeError(f"flaky failure on attempt {self.attempt}")
+        self.outputs = self.Outputs(attempt=self.attempt)
+
+
+class HangingJob(BaseJob):
+    """Never returns by itself: only its timeout (or a cancel) ends it."""
+
+    timeout = 0.5
+
+    async def run(self):
+        await asyncio.sleep(3600)
+
+
+class HangingSyncJob(BaseJob):
+    """A thread that outlives its timeout: the attempt fails, the thread runs on."""
+
+    timeout = 0.5
+
+    @dataclass
+    class Inputs:
+        seconds: float
+
+    def run(self):
+        time.sleep(self.inputs.seconds)
+
+
+class SyncRecordExecution(BaseJob):
+    """RecordExecution in a thread."""
+
+    @dataclass
+    class Inputs:
+        key: int
+
+    def run(self):
+        from tests.testapp.models import Execution
+
+        Execution.objects.create(key=self.inputs.key, pid=os.getpid(), env="sync")
+
+
+class RetryOnce(BaseJob):
+    """Asks for a retry an hour from now on its first attempt."""
+
+    @dataclass
+    class Inputs:
+        key: int
+
+    async def run(self):
+        from djap import Retry
+
+        if self.attempt == 1:
+            raise Retry(after=3600, reason="not yet")
+
+
 # -- pipelines (tests/testapp/pipelines.py) ---------------------------------------------
 
 #: Execution.key of a SumAll run: counting these rows proves the join ran once.
@@ -269,3 +337,34 @@ class Report(BaseJob):
 
     async def run(self):
         self.outputs = self.Outputs(line=f"{self.inputs.count} values, total {self.inputs.total}")
+
+
+class SleepThenRecord(BaseJob):
+    """Sleeps, then records its execution: long enough to be caught mid-job by a signal."""
+
+    @dataclass
+    class Inputs:
+        key: int
+        seconds: float
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        await asyncio.sleep(self.inputs.seconds)
+        await sync_to_async(Execution.objects.create)(
+            key=self.inputs.key, pid=os.getpid(), env=os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        )
+
+
+class HoldMemory(BaseJob):
+    """Touches `mb` megabytes and holds them for a while: makes its process's RSS grow."""
+
+    @dataclass
+    class Inputs:
+        mb: int
+        seconds: float
+
+    async def run(self):
+        block = b"\x01" * (self.inputs.mb << 20)
+        await asyncio.sleep(self.inputs.seconds)
+        del block
