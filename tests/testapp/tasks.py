@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 try:
     from django.tasks import task
@@ -38,3 +39,9 @@ def send_email(to: str) -> dict:
 @task(takes_context=True)
 def whoami(context, tag: str) -> dict:
     return {"id": context.task_result.id, "tag": tag, "attempt": context.attempt}
+
+
+@task
+def log_line(text: str) -> None:
+    # A sync task logging under djap.*: its record must name the job it runs in.
+    logging.getLogger("djap.tests.tasks").info("task says %s", text)
