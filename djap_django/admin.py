@@ -97,8 +97,9 @@ def retry_jobs(rows: QuerySet[JobDBModel]) -> tuple[int, list[str]]:
 
 
 def cancel_jobs(rows: QuerySet[JobDBModel]) -> tuple[int, list[str]]:
-    """Cancel jobs that have not started; returns (cancelled, why others were not)."""
-    alias = conf.database_alias()
+    """Cancel waiting or running jobs; returns (cancelled, why others were not)."""
+    from . import control
+
     cancelled, problems = 0, []
     for row in rows.order_by("id"):
         if row.pipeline_id is not None:
@@ -106,16 +107,12 @@ def cancel_jobs(rows: QuerySet[JobDBModel]) -> tuple[int, list[str]]:
                 f"job {row.pk} is a step of pipeline {row.pipeline_id}; cancel the pipeline"
             )
             continue
-        # The status guard makes this safe against a worker claiming the row meanwhile.
-        changed = (
-            JobDBModel.objects.using(alias)
-            .filter(pk=row.pk, status__in=[Status.NEW, Status.NOT_READY])
-            .update(status=Status.CANCELLED, finished_at=timezone.now())
-        )
-        if changed:
+        # control.cancel guards on the row's status, so a job finishing meanwhile is safe;
+        # a running job is stopped by its worker within about a second.
+        if control.cancel(row.pk):
             cancelled += 1
         else:
-            problems.append(f"job {row.pk} is {row.status}; only jobs not yet started cancel")
+            problems.append(f"job {row.pk} is {row.status}; finished jobs cannot be cancelled")
     return cancelled, problems
 
 
@@ -213,7 +210,7 @@ class JobAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         n, problems = retry_jobs(queryset)
         _report(self, request, "Retried", n, problems)
 
-    @admin.action(description="Cancel selected jobs that have not started", permissions=["change"])
+    @admin.action(description="Cancel selected jobs (waiting or running)", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         n, problems = cancel_jobs(queryset)
         _report(self, request, "Cancelled", n, problems)

@@ -111,14 +111,16 @@ def test_retry_and_cancel_actions(admin_client_):
     assert waiting.status == "new"
 
 
-def test_cancel_leaves_running_and_finished_jobs_alone(admin_client_):
+def test_cancel_stops_running_jobs_and_leaves_finished_ones(admin_client_):
     running = JobDBModel.objects.create(name="JobWithSleep", status="in_progress")
+    done = JobDBModel.objects.create(name="JobWithSleep", status="done")
     response = admin_client_.post(
-        JOBS, {"action": "cancel", "_selected_action": [running.pk]}, follow=True
+        JOBS, {"action": "cancel", "_selected_action": [running.pk, done.pk]}, follow=True
     )
     running.refresh_from_db()
-    assert running.status == "in_progress"
-    assert "only jobs not yet started cancel" in response.content.decode()
+    done.refresh_from_db()
+    assert (running.status, done.status) == ("cancelled", "done")
+    assert "finished jobs cannot be cancelled" in response.content.decode()
 
 
 def test_view_only_staff_sees_but_cannot_act(viewer_client):
@@ -221,3 +223,25 @@ def test_throughput_chart_scales_bars_to_the_busiest_minute():
     assert 'y="0.0" width="99.0" height="100.0" fill="#3c9d5d"' in svg
     assert 'height="50.0" fill="#c0392b"' in svg
     assert "peak 10/min" in svg
+
+
+def test_retry_action_on_a_failed_step_resumes_its_pipeline(admin_client_, monkeypatch):
+    import asyncio
+
+    from tests.testapp.jobs import CountChars, FailWhenTold
+    from tests.testapp.pipelines import FailInTheMiddle
+
+    monkeypatch.setattr(FailWhenTold, "failing", True)
+    pipeline = FailInTheMiddle.trigger(CountChars.Inputs(text="abcd"))
+    asyncio.run(djap.run_num_jobs(max_num_workers=4, timeout=30, num_jobs=2))
+    pipeline.refresh_from_db()
+    assert pipeline.status == "failed"
+    middle = pipeline.jobs.get(name="FailWhenTold")
+
+    monkeypatch.setattr(FailWhenTold, "failing", False)
+    admin_client_.post(JOBS, {"action": "retry", "_selected_action": [middle.pk]})
+    pipeline.refresh_from_db()
+    assert pipeline.status == "running"
+    asyncio.run(djap.run_num_jobs(max_num_workers=4, timeout=30, num_jobs=2))
+    pipeline.refresh_from_db()
+    assert pipeline.status == "done"
