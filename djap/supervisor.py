@@ -220,6 +220,11 @@ class Supervisor:
             if worker_id is None:
                 return 0  # it died before it registered: it held nothing
             report = await self.queue.jobs_rescue_worker(worker_id, self.max_crashes)
+            if report.failed:
+                # Jobs failed as poison by SQL alone: fail the pipelines they belong to.
+                from djap_django.pipelines import afail_pipelines_of_failed_jobs
+
+                await afail_pipelines_of_failed_jobs()
         except Exception as exc:  # the database may be down; stale rescue is the backup
             logger.warning("could not put back the jobs of pid %s yet: %s", child.pid, exc)
             return 0
@@ -377,6 +382,11 @@ class Supervisor:
 
         try:
             report = await self.queue.jobs_rescue_stale(self.stale_after, self.max_crashes)
+            if report.failed:
+                # Jobs failed as poison by SQL alone: fail the pipelines they belong to.
+                from djap_django.pipelines import afail_pipelines_of_failed_jobs
+
+                await afail_pipelines_of_failed_jobs()
             await self.queue.workers_prune(conf.get("PRUNE_WORKERS_AFTER"))
         except Exception as exc:
             logger.warning("stale-worker rescue failed: %s", exc)

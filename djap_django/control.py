@@ -17,7 +17,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 from django.utils import timezone
 
-from . import conf
+from . import conf, pipelines
 from .models import JobDBModel
 
 #: PostgreSQL channel the workers LISTEN to; the payload is the job id.
@@ -44,6 +44,7 @@ def cancel(job: int | JobDBModel) -> bool:
     alias = conf.database_alias()
     jobs = JobDBModel.objects.using(alias).filter(pk=job_id)
     with transaction.atomic(using=alias):
+        pipeline = pipelines.lock_pipeline_of(job_id)
         now = timezone.now()
         running = jobs.filter(status=JobDBModel.Status.IN_PROGRESS).update(
             status=JobDBModel.Status.CANCELLED, finished_at=now, worker_id=None
@@ -58,6 +59,9 @@ def cancel(job: int | JobDBModel) -> bool:
                 cursor.execute("SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, str(job_id)])
         if not (running or waiting) and not jobs.exists():
             raise JobDBModel.DoesNotExist(f"cancel(): no job has id {job_id}")
+        if pipeline is not None and (running or waiting):
+            # A pipeline cannot finish without this step: cancel it (retry resumes it).
+            pipelines.step_cancelled(pipeline)
     if isinstance(job, JobDBModel) and (running or waiting):
         job.status, job.finished_at, job.worker_id = JobDBModel.Status.CANCELLED, now, None
     return bool(running or waiting)

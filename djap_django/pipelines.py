@@ -316,6 +316,40 @@ def fail_pipelines_of_failed_jobs() -> int:
     return len(ids)
 
 
+async def afail_pipelines_of_failed_jobs() -> int:
+    """Async twin of fail_pipelines_of_failed_jobs (for the rescues)."""
+    return await sync_to_async(fail_pipelines_of_failed_jobs)()
+
+
+def lock_pipeline_of(job_id: int) -> PipelineDBModel | None:
+    """Lock the pipeline of a job (if any) before touching the job's row.
+
+    Every writer takes the pipeline row first, then job rows, so two of them never
+    wait on each other in a circle.
+    """
+    alias = conf.database_alias()
+    jobs = JobDBModel.objects.using(alias).filter(pk=job_id)
+    pipeline_id = jobs.values_list("pipeline_id", flat=True).first()
+    if pipeline_id is None:
+        return None
+    return PipelineDBModel.objects.using(alias).select_for_update().get(pk=pipeline_id)
+
+
+def step_cancelled(pipeline: PipelineDBModel) -> None:
+    """A step was cancelled by itself (`djap.cancel`): the pipeline cannot finish.
+
+    The pipeline is cancelled and its waiting steps halted; `retry_job` on the
+    cancelled step resumes it.
+    """
+    if pipeline.status == PipelineDBModel.Status.RUNNING:
+        pipeline_flow.halt(
+            conf.database_alias(),
+            pipeline,
+            PipelineDBModel.Status.CANCELLED,
+            (Status.NOT_READY, Status.NEW),
+        )
+
+
 # -- retry, cancel, counts ---------------------------------------------------------
 
 
@@ -327,12 +361,8 @@ def retry_job(job_id: int) -> JobDBModel:
     """
     alias = conf.database_alias()
     with transaction.atomic(using=alias):
-        jobs = JobDBModel.objects.using(alias)
-        pipeline_id = jobs.filter(pk=job_id).values_list("pipeline_id", flat=True).first()
-        pipeline = None
-        if pipeline_id is not None:
-            pipeline = PipelineDBModel.objects.using(alias).select_for_update().get(pk=pipeline_id)
-        row = jobs.select_for_update().filter(pk=job_id).first()
+        pipeline = lock_pipeline_of(job_id)
+        row = JobDBModel.objects.using(alias).select_for_update().filter(pk=job_id).first()
         if row is None:
             raise JobNotRetryableError(f"there is no job with id {job_id}")
         if row.status not in (Status.FAILED, Status.CANCELLED) or row.error == (

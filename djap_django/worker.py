@@ -432,6 +432,11 @@ class Worker:
                 report.requeued,
                 report.failed,
             )
+        if report.failed:
+            # The rescue failed a job by SQL alone: fail the pipeline it belongs to.
+            from .pipelines import afail_pipelines_of_failed_jobs
+
+            await afail_pipelines_of_failed_jobs()
         await self.queue.workers_prune(conf.get("PRUNE_WORKERS_AFTER"))
 
 

@@ -245,3 +245,45 @@ async def test_pipeline_counts_by_status(monkeypatch):
     await ChainOfThree.atrigger(CountChars.Inputs(text="a"))
     counts = await sync_to_async(pipelines.pipeline_counts)()
     assert counts == {"running": 1, "done": 1, "failed": 1, "cancelled": 1}
+
+
+async def test_a_step_cancelled_by_itself_cancels_the_pipeline_and_a_retry_resumes_it():
+    pipeline = await ChainOfThree.atrigger(CountChars.Inputs(text="abc"))
+    first = (await jobs_of(pipeline))[0]
+    assert await djap.acancel(first.pk) is True
+    assert await status_of(pipeline) == "cancelled"
+    assert [r.status for r in await jobs_of(pipeline)] == ["cancelled"] * 3
+
+    await djap.aretry_job(first.pk)
+    await djap.run_num_jobs(max_num_workers=2, timeout=30, num_jobs=3)
+    assert (await jobs_of(pipeline))[-1].outputs == {"n": 7}
+    assert await status_of(pipeline) == "done"
+
+
+async def test_a_step_failed_as_poison_by_a_rescue_fails_its_pipeline():
+    from django.utils import timezone
+
+    from djap_django import conf
+    from djap_django.models import WorkerDBModel
+    from djap_django.queue import open_queue
+
+    pipeline = await ChainOfThree.atrigger(CountChars.Inputs(text="abc"))
+    first = (await jobs_of(pipeline))[0]
+    long_ago = timezone.now() - timezone.timedelta(hours=1)
+    dead = await WorkerDBModel.objects.acreate(
+        host="gone", pid=1, started_at=long_ago, last_heartbeat=long_ago
+    )
+    # Its worker died while running it for the last time it may.
+    await JobDBModel.objects.filter(pk=first.pk).aupdate(
+        status="in_progress", worker_id=dead.pk, crashes=conf.get("MAX_CRASHES") - 1
+    )
+    queue = open_queue()
+    await queue.connect()
+    try:
+        report = await queue.jobs_rescue_stale(1.0, conf.get("MAX_CRASHES"))
+    finally:
+        await queue.close()
+    assert report.failed == 1
+    assert await pipelines.afail_pipelines_of_failed_jobs() == 1
+    assert await status_of(pipeline) == "failed"
+    assert [r.status for r in await jobs_of(pipeline)] == ["failed", "cancelled", "cancelled"]
