@@ -236,6 +236,30 @@ def status(
     raise typer.Exit(status_command(as_json=json_out, watch=watch, check=check, interval=interval))
 
 
+@app.command()
+def prune(
+    older_than: Annotated[
+        str, typer.Option(help="Delete jobs that finished longer ago than this: 7d, 12h, 30m.")
+    ],
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only these statuses, comma-separated (default done,failed,cancelled)."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per DELETE statement.")] = 1000,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Delete finished jobs in short batches that never hold the job table for long."""
+    from .prune import parse_duration, parse_statuses, prune_command
+
+    # Bad input is reported before Django starts.
+    parse_duration(older_than)
+    parse_statuses(status)
+    setup_django(settings, pythonpath)
+    raise typer.Exit(prune_command(older_than, status, batch_size, quiet))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
     try:

@@ -30,6 +30,7 @@ _RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "GRACE": (_NUMBER, 0, False),
     "PRUNE_WORKERS_AFTER": (_NUMBER, 0, False),
     "CANCEL_POLL_INTERVAL": (_NUMBER, 0.01, False),
+    "SQLITE_BUSY_TIMEOUT": (_NUMBER, 0, False),
     "PRUNE_OLDER_THAN": (_NUMBER, 0, True),
     "PRUNE_STATUSES": ((list, tuple), None, False),
     "PRUNE_INTERVAL": (_NUMBER, 0.01, False),

@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     # SQLite has no notifications: idle workers poll between these bounds (seconds).
     "SQLITE_POLL_MIN": 0.005,
     "SQLITE_POLL_MAX": 0.1,
+    # Seconds a SQLite write waits for another process's lock before it backs off and retries.
+    "SQLITE_BUSY_TIMEOUT": 30.0,
     # Completions are written in batches of up to this many, at least this often (seconds).
     "COMPLETION_BATCH": 500,
     "COMPLETION_FLUSH_INTERVAL": 0.005,

@@ -22,8 +22,9 @@ from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
 
 T = TypeVar("T")
 
-#: Seconds a statement waits for another process's write lock before it fails.
-BUSY_TIMEOUT_S = 30.0
+# A statement waits DJAP SQLITE_BUSY_TIMEOUT seconds for another process's write lock;
+# past it, "database is locked" is transient: the worker backs off and retries
+# (resilience.py).
 
 
 def _ts(value: dt.datetime) -> str:
@@ -63,7 +64,9 @@ class SQLiteQueue:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open(self) -> None:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db = sqlite3.connect(
+            self.path, timeout=conf.get("SQLITE_BUSY_TIMEOUT"), isolation_level=None
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         self._db = db

@@ -368,3 +368,37 @@ class HoldMemory(BaseJob):
         block = b"\x01" * (self.inputs.mb << 20)
         await asyncio.sleep(self.inputs.seconds)
         del block
+
+
+class RecordThenHang(BaseJob):
+    """Records each run; the first attempt then hangs (so its worker can be killed mid-job)."""
+
+    @dataclass
+    class Inputs:
+        key: int
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        await sync_to_async(Execution.objects.create)(
+            key=self.inputs.key, pid=os.getpid(), env=f"attempt {self.attempt}"
+        )
+        if self.attempt == 1:
+            await asyncio.sleep(3600)
+
+
+class SleepThenRecordWithRetries(BaseJob):
+    """Works a while, then records its run: many are in flight when the database goes."""
+
+    max_attempts = 10
+
+    @dataclass
+    class Inputs:
+        key: int
+        seconds: float
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        await asyncio.sleep(self.inputs.seconds)
+        await sync_to_async(Execution.objects.create)(key=self.inputs.key, pid=os.getpid())
