@@ -1,0 +1,72 @@
+"""`djap status`: tables, --json with the documented keys, --check for monitoring."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from django.utils import timezone
+
+import djap
+from djap.status import take_snapshot
+from djap_django.models import WorkerDBModel
+from tests.conftest import wait_until
+from tests.testapp.jobs import GpuJob, RecordExecution, SleepFor
+
+
+def live_worker_row(**kw) -> WorkerDBModel:
+    now = timezone.now()
+    return WorkerDBModel.objects.create(
+        host="web-1", pid=4242, started_at=now, last_heartbeat=now, **kw
+    )
+
+
+def test_json_has_queue_counts_and_workers_with_their_fields(procs):
+    djap.bulk_create_new([RecordExecution.create(RecordExecution.Inputs(key=i)) for i in range(3)])
+    djap.create_new(SleepFor.create(SleepFor.Inputs(seconds=600)))
+    worker = procs.start("work", "--include", "SleepFor", "--grace", "0.5")
+    wait_until(
+        lambda: take_snapshot().queue.get("SleepFor", {}).get("in_progress") == 1,
+        60,
+        "the worker to claim its job",
+    )
+    result = procs.run("status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["queue"]["RecordExecution"] == {"new": 3}
+    assert data["queue"]["SleepFor"] == {"in_progress": 1}
+    (entry,) = [w for w in data["workers"] if w["pid"] == worker.pid]
+    for key in ("host", "pid", "group", "alive", "last_heartbeat", "jobs_done", "jobs_failed"):
+        assert key in entry
+    assert entry["alive"] is True and entry["group"] == "default"
+    dt.datetime.fromisoformat(entry["last_heartbeat"])
+
+
+def test_tables_show_jobs_and_workers(procs):
+    djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=1)))
+    live_worker_row(group="gpu", include=["GpuJob"])
+    result = procs.run("status")
+    assert result.returncode == 0, result.stderr
+    for part in ("RecordExecution", "waiting", "web-1", "4242", "gpu"):
+        assert part in result.stdout, result.stdout
+
+
+def test_check_fails_when_waiting_jobs_have_no_live_worker_that_takes_them(procs):
+    djap.create_new(GpuJob.create(GpuJob.Inputs(key=1)))
+    djap.create_new(
+        RecordExecution.create(RecordExecution.Inputs(key=1), run_after=dt.timedelta(hours=1))
+    )
+    result = procs.run("status", "--check")
+    assert result.returncode == 1
+    assert "GpuJob (1 new)" in result.stderr and "RecordExecution" not in result.stderr
+    # A worker that excludes it does not count; a dead one neither.
+    live_worker_row(exclude=["GpuJob"])
+    stale = timezone.now() - dt.timedelta(hours=1)
+    WorkerDBModel.objects.create(
+        host="gone", pid=1, started_at=stale, last_heartbeat=stale, include=["GpuJob"]
+    )
+    assert procs.run("status", "--check").returncode == 1
+    live_worker_row(include=["GpuJob"])
+    result = procs.run("status", "--check")
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
