@@ -286,12 +286,14 @@ class DjapBackend(BaseTaskBackend):
 
     def _result(self, task: Task, row: Any) -> TaskResult:
         status = _STATUS[row.status]
-        errors = []
-        if row.error:
-            errors.append(
-                TaskError(exception_class_path=exception_class_path(row.error), traceback=row.error)
-            )
-        elif row.status == "cancelled":
+        # One TaskError per failed attempt where the row keeps its history, else the last.
+        texts = [e.get("error", "") for e in (getattr(row, "errors", None) or [])]
+        texts = [t for t in texts if isinstance(t, str) and t] or ([row.error] if row.error else [])
+        errors = [
+            TaskError(exception_class_path=exception_class_path(text), traceback=text)
+            for text in texts
+        ]
+        if not errors and row.status == "cancelled":
             path = f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}"
             errors.append(TaskError(exception_class_path=path, traceback="cancelled"))
         inputs = row.inputs or {}

@@ -81,7 +81,13 @@ TASKS = {
     "default": {
         "BACKEND": "djap_django.backend.DjapBackend",
         "QUEUES": ["default", "emails"],
-    }
+    },
+    # A second alias: its queue's jobs get three attempts.
+    "retrying": {
+        "BACKEND": "djap_django.backend.DjapBackend",
+        "QUEUES": ["retries"],
+        "OPTIONS": {"MAX_ATTEMPTS": 3},
+    },
 }
 
 LOGGING = {

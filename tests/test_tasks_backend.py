@@ -158,3 +158,19 @@ def test_a_real_worker_process_runs_tasks_from_tasks_py(procs):
     done = procs.run("work", "--burst", "--include", "task:emails")
     assert done.returncode == 0, done.stderr
     assert tasks.send_email.get_result(result.id).return_value == {"sent_to": "ops@example.com"}
+
+
+def test_retries_keep_one_error_per_failed_attempt(settings):
+    settings.DJAP = {**settings.DJAP, "RETRY_BACKOFF_BASE": 0.01, "RETRY_BACKOFF_MAX": 0.01}
+    import asyncio
+
+    result = tasks.flaky.enqueue(2)
+    row = JobDBModel.objects.get(pk=int(result.id))
+    assert (row.name, row.max_attempts) == ("task:retries", 3)
+    asyncio.run(djap.run_num_jobs(max_num_workers=1, timeout=60, num_jobs=3))
+    result = tasks.flaky.get_result(result.id)
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == "finally"
+    assert result.attempts == 3
+    assert [e.exception_class for e in result.errors] == [RuntimeError, RuntimeError]
+    assert "attempt 1" in result.errors[0].traceback
+    assert "attempt 2" in result.errors[1].traceback

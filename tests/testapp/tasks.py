@@ -45,3 +45,11 @@ def whoami(context, tag: str) -> dict:
 def log_line(text: str) -> None:
     # A sync task logging under djap.*: its record must name the job it runs in.
     logging.getLogger("djap.tests.tasks").info("task says %s", text)
+
+
+@task(backend="retrying", queue_name="retries", takes_context=True)
+def flaky(context, fail_times: int) -> str:
+    # Fails on its first `fail_times` attempts; the backend's OPTIONS allow 3.
+    if context.attempt <= fail_times:
+        raise RuntimeError(f"not yet (attempt {context.attempt})")
+    return "finally"
