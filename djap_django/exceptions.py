@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 class DjapError(Exception):
     """Base class of every error djap raises on purpose."""
@@ -61,7 +63,10 @@ class Retry(Exception):  # noqa: N818 - raised by jobs, reads as `raise Retry(af
     The attempt still counts against `max_attempts`.
     """
 
-    def __init__(self, after: float | None = None, reason: str = "") -> None:
+    def __init__(self, after: float | timedelta | None = None, reason: str = "") -> None:
+        if isinstance(after, timedelta):
+            after = after.total_seconds()
         super().__init__(reason or f"retry requested (after={after})")
+        #: Seconds to wait before the next attempt; None = the usual backoff.
         self.after = after
         self.reason = reason

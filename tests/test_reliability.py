@@ -145,3 +145,10 @@ async def wait_until_async(condition, timeout: float = 30.0):
     while not await condition():
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {condition}"
         await asyncio.sleep(0.05)
+
+
+def test_retry_accepts_seconds_or_a_timedelta():
+    import datetime as dt
+
+    assert djap.Retry(after=dt.timedelta(minutes=2)).after == 120.0
+    assert djap.Retry(after=5).after == 5 and djap.Retry().after is None

@@ -82,3 +82,13 @@ def test_djap_work_refuses_to_start_with_a_bad_setting(subprocess_env, tmp_path)
     assert result.stderr.strip() == (
         "djap: error: Unknown DJAP setting 'MAX_ATEMPTS' (Did you mean 'MAX_ATTEMPTS'?)"
     )
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/settings.md"])
+def test_every_setting_is_documented_with_its_default(doc):
+    text = (ROOT / doc).read_text()
+    for key, default in DEFAULTS.items():
+        shown = [f'"{key}": {default!r}', f"`{key}` | `{default!r}`"]
+        assert any(s.replace("'", '"') in text for s in shown), (
+            f"{doc} does not show {key} with its default {default!r}"
+        )
