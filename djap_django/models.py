@@ -74,7 +74,9 @@ class JobDBModel(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    name = models.CharField(max_length=200, db_index=True)
+    # Indexed in Meta.indexes: a field-level db_index would add a second, unused
+    # varchar_pattern_ops index on PostgreSQL, written on every status change.
+    name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     inputs = models.JSONField(null=True, blank=True)
     outputs = models.JSONField(null=True, blank=True)
@@ -99,6 +101,9 @@ class JobDBModel(models.Model):
         blank=True,
         on_delete=models.DO_NOTHING,
         db_constraint=False,
+        # No index of its own: djap_job_running (worker_id of in_progress rows) serves
+        # every lookup by worker, and each index costs a write on every claim and finish.
+        db_index=False,
         related_name="jobs",
     )
     pipeline = models.ForeignKey(
@@ -114,6 +119,7 @@ class JobDBModel(models.Model):
         db_table = "djap_job"
         verbose_name = "job"
         indexes = [
+            models.Index(fields=["name"], name="djap_job_name"),
             # The claim's hot path: only rows that can be claimed, in claim order.
             models.Index(
                 fields=["-priority", "id"], name="djap_job_ready", condition=Q(status="new")

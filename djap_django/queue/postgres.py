@@ -83,6 +83,15 @@ RETURNING status
 """
 
 
+# A queue table's statistics are always stale: rows go new -> in_progress -> done far
+# faster than autovacuum analyzes them, and dead index entries pile up between vacuums.
+# On stale statistics the planner believes few rows are `new` and claims with a bitmap
+# scan of every new row plus a sort, so each claim costs O(queue length). Walking the
+# partial index djap_job_ready in order and stopping at LIMIT is right for a queue
+# whatever the statistics say, so these connections rule out the other plans.
+_PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off"
+
+
 def connection_params(django_connection: Any) -> dict[str, Any]:
     """psycopg.connect() keyword arguments for the database Django is configured with."""
     params = dict(django_connection.get_connection_params())
@@ -103,7 +112,9 @@ class PostgresQueue:
         self.on_cancel: Callable[[int], None] | None = None
 
     async def _open(self) -> psycopg.AsyncConnection:
-        return await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+        await conn.execute(_PLANNER_SETTINGS)
+        return conn
 
     async def connect(self) -> None:
         self._conn = await self._open()
