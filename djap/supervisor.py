@@ -23,6 +23,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -535,7 +536,16 @@ class Supervisor:
             await self.queue.close()
             if self._log is not None:
                 self._log.close()
-        logger.info("supervisor %s stopped", self.pid)
+        me, kids = (
+            resource.getrusage(resource.RUSAGE_SELF),
+            resource.getrusage(resource.RUSAGE_CHILDREN),
+        )
+        logger.info(
+            "supervisor %s stopped; CPU seconds: supervisor %.2f, workers %.2f",
+            self.pid,
+            me.ru_utime + me.ru_stime,
+            kids.ru_utime + kids.ru_stime,
+        )
         return 0
 
 
