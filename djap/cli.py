@@ -173,6 +173,10 @@ def supervise(
     log_file: Annotated[
         str | None, typer.Option(help="Where worker output goes under the live view.")
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Serve Prometheus metrics on this port."),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING...")] = "INFO",
     settings: SettingsOpt = None,
     pythonpath: PythonPathOpt = None,
@@ -214,6 +218,7 @@ def supervise(
         pythonpath=pythonpath,
         log_level=log_level,
         log_file=log_file,
+        metrics_port=metrics_port,
     )
     raise typer.Exit(supervise_command(options))
 

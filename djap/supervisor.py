@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
 
@@ -72,6 +73,8 @@ class SuperviseOptions:
     #: Where workers' output goes while the live view owns the terminal.
     log_file: str | None = None
     alias: str | None = None
+    #: Serve Prometheus metrics on this port (djap.metrics); None = off.
+    metrics_port: int | None = None
 
 
 @dataclass(eq=False)
@@ -122,7 +125,9 @@ class _Counts:
 
 
 class Supervisor:
-    def __init__(self, options: SuperviseOptions) -> None:
+    def __init__(
+        self, options: SuperviseOptions, on_restart: Callable[[str, str], None] | None = None
+    ) -> None:
         from djap_django import conf
 
         self.options = options
@@ -147,6 +152,8 @@ class Supervisor:
         self._last_summary = time.monotonic()
         self._log: IO[bytes] | None = None
         self.snapshot: Snapshot | None = None
+        #: Called with (group, reason) each time a process is replaced: crashed, hung, memory.
+        self.on_restart = on_restart
 
     # -- events --------------------------------------------------------------------
 
@@ -231,7 +238,9 @@ class Supervisor:
             return 0
         return report.requeued + report.failed
 
-    async def _on_exit(self, child: Child, code: int | None, reason: str, now: float) -> None:
+    async def _on_exit(
+        self, child: Child, code: int | None, reason: str, now: float, kind: str = "crashed"
+    ) -> None:
         slot = child.slot
         with contextlib.suppress(subprocess.TimeoutExpired):
             child.popen.wait(timeout=5)
@@ -255,6 +264,7 @@ class Supervisor:
         delay = backoff_delay(slot.streak)
         slot.start_at = now + delay
         self.event(f"{slot.name} pid {child.pid} {reason}{jobs}; restart in {delay:g}s")
+        self._count_restart(slot.group.name, kind)
 
     async def _check(self, child: Child, rows: dict[int, WorkerView] | None, now: float) -> None:
         code = child.popen.poll()
@@ -283,7 +293,7 @@ class Supervisor:
             await self._on_exit(child, child.popen.poll(), decision.reason, now)
         elif decision.action is Action.KILL:
             self._send(child, signal.SIGKILL)
-            await self._on_exit(child, child.popen.wait(), decision.reason, now)
+            await self._on_exit(child, child.popen.wait(), decision.reason, now, kind="hung")
         elif decision.action is Action.RECYCLE and not self.stopping:
             self._recycle(child, decision.reason, now)
         elif child.kill_at is not None and now >= child.kill_at:
@@ -300,6 +310,14 @@ class Supervisor:
         self.retiring.append(child)
         slot.start_at = now
         self.event(f"{slot.name} pid {child.pid} recycled ({reason})")
+        self._count_restart(slot.group.name, "memory")
+
+    def _count_restart(self, group: str, reason: str) -> None:
+        if self.on_restart is not None:
+            try:
+                self.on_restart(group, reason)
+            except Exception as exc:  # metrics must never take the supervisor down
+                logger.warning("restart callback failed: %s", exc)
 
     def _start_due(self, now: float) -> None:
         for slot in self.slots:
@@ -574,16 +592,31 @@ def supervise_command(options: SuperviseOptions) -> int:
     from .dashboard import LiveView, LogView
 
     console = Console()
-    if options.dashboard and console.is_terminal:
+    live = options.dashboard and console.is_terminal
+    if live:
         options.log_file = options.log_file or default_log_file()
         _log_to_file(options.log_file, options.log_level)
         console.print(f"[dim]worker and supervisor logs: {options.log_file}[/dim]")
-        supervisor = Supervisor(options)
+    else:
+        configure_logging(options.log_level)
+    metrics = None
+    if options.metrics_port is not None:
+        from .metrics import start_metrics_server
+
+        metrics = start_metrics_server(
+            options.metrics_port,
+            snapshot_fn=lambda: supervisor.snapshot,
+            alias=options.alias,
+        )
+    supervisor = Supervisor(options, metrics.record_restart if metrics is not None else None)
+    try:
+        if not live:
+            view = LogView(lambda line: logger.info("%s", line), SUMMARY_EVERY_S, time.monotonic)
+            return asyncio.run(supervisor.run(on_tick=view))
         with LiveView(console) as view:
             code = asyncio.run(supervisor.run(on_tick=view))
         console.print(f"[dim]logs: {options.log_file}[/dim]")
         return code
-    configure_logging(options.log_level)
-    supervisor = Supervisor(options)
-    view = LogView(lambda line: logger.info("%s", line), SUMMARY_EVERY_S, time.monotonic)
-    return asyncio.run(supervisor.run(on_tick=view))
+    finally:
+        if metrics is not None:
+            metrics.stop()

@@ -220,3 +220,27 @@ def test_bad_supervise_input_is_one_line_and_exit_code_2(procs):
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and expect in lines[0], result.stderr
+
+
+def test_restarts_are_counted_in_the_metrics(procs):
+    pytest.importorskip("prometheus_client")
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sup = procs.start("supervise", "--procs", "1", "--no-dashboard", "--metrics-port", str(port))
+    first = wait_until(lambda: workers_of(sup), 60, "a worker")[0]
+    os.kill(first.pid, signal.SIGKILL)
+
+    def restarts() -> str:
+        url = f"http://127.0.0.1:{port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        line = 'djap_worker_restarts_total{group="default",reason="crashed"} 1.0'
+        return line if line in text else ""
+
+    wait_until(restarts, 60, "the restart in /metrics")
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(timeout=60) == 0, procs.log(sup)
