@@ -17,7 +17,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models import signals
 from django.db.models.base import ModelState
 from django.utils import timezone
@@ -26,6 +26,9 @@ from .models import JobDBModel
 
 #: Rows per INSERT on PostgreSQL (arrays, so no parameter limit applies).
 PG_CHUNK = 10_000
+#: The channel idle workers LISTEN on (djap_django.queue.postgres.CHANNEL; not imported
+#: from there because that module needs psycopg, which SQLite projects may not have).
+NOTIFY_CHANNEL = "djap_new_jobs"
 
 
 @dataclass(slots=True)
@@ -71,7 +74,22 @@ def _defaults(fields: list[Any], now: dt.datetime) -> list[Any]:
     return values
 
 
-def insert_rows(rows: list[NewRow], alias: str) -> list[JobDBModel]:
+def enqueue(rows: list[NewRow], alias: str) -> list[JobDBModel]:
+    """Insert `rows` as new jobs and wake idle workers; all or none are written.
+
+    On PostgreSQL a batch that fits one statement is one round trip: the INSERT carries
+    its own NOTIFY, and outside a transaction it commits by itself. Inside the caller's
+    transaction it joins it, and the notification goes out when that commits.
+    """
+    connection = connections[alias]
+    if connection.vendor == "postgresql" and len(rows) <= PG_CHUNK:
+        return insert_rows(rows, alias, notify=True)
+    with transaction.atomic(using=alias):
+        out = insert_rows(rows, alias, notify=True)
+    return out
+
+
+def insert_rows(rows: list[NewRow], alias: str, notify: bool = False) -> list[JobDBModel]:
     """Insert `rows` as new jobs in the current transaction; returns them with their pks."""
     if not rows:
         return []
@@ -81,7 +99,7 @@ def insert_rows(rows: list[NewRow], alias: str) -> list[JobDBModel]:
     consts = _defaults(fields, now)
     prepped = [f.get_db_prep_save(v, connection) for f, v in zip(fields, consts, strict=True)]
     if connection.vendor == "postgresql":
-        ids = _insert_postgres(connection, rows, fields, prepped)
+        ids = _insert_postgres(connection, rows, fields, prepped, notify)
     elif connection.vendor == "sqlite":
         ids = _insert_sqlite(connection, rows, fields, prepped)
     else:  # pragma: no cover - open_queue refuses other databases anyway
@@ -111,7 +129,9 @@ def _pg_array(values: list) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _insert_postgres(connection: Any, rows: list[NewRow], fields: list[Any], prepped: list) -> list:
+def _insert_postgres(
+    connection: Any, rows: list[NewRow], fields: list[Any], prepped: list, notify: bool
+) -> list:
     const_cols = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     const_vals = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
     arrays = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
@@ -122,6 +142,8 @@ def _insert_postgres(connection: Any, rows: list[NewRow], fields: list[Any], pre
         f"{const_vals} FROM unnest({arrays}) "
         "AS u(name, inputs, priority, max_attempts, timeout, run_after) RETURNING id"
     )
+    # NOTIFY inside the (first) INSERT saves a round trip; PostgreSQL sends it on commit.
+    with_notify = f"WITH ins AS ({sql}) SELECT ins.id FROM ins, (SELECT pg_notify(%s, '')) AS n"
     ids: list[int] = []
     with connection.cursor() as cursor:
         for lo in range(0, len(rows), PG_CHUNK):
@@ -135,7 +157,11 @@ def _insert_postgres(connection: Any, rows: list[NewRow], fields: list[Any], pre
                 [r.run_after for r in chunk],
             ]
             # The constants come first in the statement text, then the arrays.
-            cursor.execute(sql, [*prepped, *map(_pg_array, columns)])
+            params = [*prepped, *map(_pg_array, columns)]
+            if notify and lo == 0:
+                cursor.execute(with_notify, [*params, NOTIFY_CHANNEL])
+            else:
+                cursor.execute(sql, params)
             # Ids come from the sequence in insertion order (unnest's order), whatever
             # order RETURNING lists them in: sorted, they line up with `chunk`.
             ids += sorted(r[0] for r in cursor.fetchall())

@@ -65,3 +65,24 @@ def test_many_rows_in_one_call_all_get_pks():
 def test_empty_list_writes_nothing():
     assert djap.bulk_create_new([]) == []
     assert JobDBModel.objects.count() == 0
+
+
+def test_enqueue_notifies_listening_workers_once_per_call():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    import psycopg
+
+    from djap_django.queue.postgres import CHANNEL, connection_params
+
+    with psycopg.connect(**connection_params(connection), autocommit=True) as listener:
+        listener.execute(f"LISTEN {CHANNEL}")
+        djap.create_new(JobWithSleep)
+        djap.bulk_create_new([JobWithSleep.create() for _ in range(3)])
+        with transaction.atomic():  # inside the caller's transaction: sent on its commit
+            djap.create_new(JobWithSleep)
+            djap.create_new(JobWithSleep)
+        got = list(listener.notifies(timeout=2.0))
+    # PostgreSQL folds identical notifications of one transaction into one.
+    assert [n.channel for n in got] == [CHANNEL] * 3
