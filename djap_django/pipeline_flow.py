@@ -130,38 +130,45 @@ def _next_join(steps: Sequence[Step], start: int) -> int | None:
     return next((i for i in range(start, len(steps)) if steps[i].join), None)
 
 
+#: What finishing a step did to the rest of its pipeline (see advance).
+READIED, WAITING, ENDED = "readied", "waiting", "ended"
+
+
 def advance(
     alias: str, pipeline: PipelineDBModel, steps: Sequence[Step], row: JobDBModel, items: list
-) -> bool:
-    """Ready what follows `row` (just marked done); True if a row became `new`."""
+) -> str:
+    """Ready what follows `row` (just marked done).
+
+    Returns READIED if a row became `new`, WAITING if something still waits (a join
+    counting, a halted pipeline), ENDED if this branch ended: only then can the
+    pipeline be done, so only then is it worth asking.
+    """
     index = row.pipeline_step
     if index + 1 >= len(steps):
-        return False
+        return ENDED
     jobs = _jobs(alias, pipeline)
     if steps[index + 1].join:
         return _arrive_at_join(alias, pipeline, steps, index + 1)
     live = pipeline.status == PipelineDBModel.Status.RUNNING
     join_at = _next_join(steps, index + 1)
     end = len(steps) if join_at is None else join_at
-    nxt = jobs.filter(pipeline_step=index + 1, parent_id=row.pk).order_by("id").first()
+    branch = jobs.filter(pipeline_step=index + 1, parent_id=row.pk)
     if not items:
+        nxt = branch.order_by("id").first()
         if nxt is not None:
             _skip_branch(jobs, nxt, end)
-        return join_at is not None and _arrive_at_join(alias, pipeline, steps, join_at)
-    rest = items
-    if nxt is not None:
-        # The branch's own next row takes the first item. A halted row keeps its
-        # inputs too, so that resuming the pipeline can start it.
-        nxt.inputs = items[0]
-        if nxt.status == Status.NOT_READY:
-            nxt.status = Status.NEW
-        nxt.save(using=alias, update_fields=["inputs", "status"])
-        rest = items[1:]
+        return ENDED if join_at is None else _arrive_at_join(alias, pipeline, steps, join_at)
+    # The branch's own next row takes the first item. A halted row keeps its inputs
+    # too, so that resuming the pipeline can start it.
+    taken = branch.filter(status=Status.NOT_READY).update(
+        inputs=items[0], status=Status.NEW
+    ) or branch.filter(status=Status.CANCELLED, error=HALTED).update(inputs=items[0])
+    rest = items[1:] if taken else items
     if rest:
         _create_branches(alias, pipeline, steps, row, rest, end, live)
     if join_at is not None and len(items) > 1:
         jobs.filter(pipeline_step=join_at).update(waiting_for=F("waiting_for") + len(items) - 1)
-    return live
+    return READIED if live else WAITING
 
 
 def _create_branches(
@@ -222,14 +229,14 @@ def _skip_branch(jobs: QuerySet, first: JobDBModel, end: int) -> None:
 
 def _arrive_at_join(
     alias: str, pipeline: PipelineDBModel, steps: Sequence[Step], join_at: int
-) -> bool:
+) -> str:
     """One branch reached (or will never reach) the join: count it down."""
     jobs = _jobs(alias, pipeline)
     jobs.filter(pipeline_step=join_at).update(waiting_for=F("waiting_for") - 1)
     join = jobs.get(pipeline_step=join_at)
-    if join.waiting_for == 0 and join.status == Status.NOT_READY:
-        return ready_join(alias, pipeline, steps, join)
-    return False
+    if join.waiting_for > 0 or join.status != Status.NOT_READY:
+        return WAITING
+    return READIED if ready_join(alias, pipeline, steps, join) else ENDED
 
 
 def ready_join(

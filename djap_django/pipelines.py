@@ -119,8 +119,9 @@ class Pipeline:
         try:
             first_row = build_row(first.create(inputs))
         except EnqueueError as exc:
+            got = "" if isinstance(inputs, dict | None) else f" (got a {type(inputs).__qualname__})"
             raise PipelineTriggerError(
-                f"{cls.__name__}.trigger: inputs do not fit its first job: {exc}"
+                f"{cls.__name__}.trigger: inputs do not fit its first job: {exc}{got}"
             ) from None
         alias = conf.database_alias()
         with transaction.atomic(using=alias):
@@ -282,18 +283,16 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
     )
     if pipeline is None:
         return
-    woke = False
     if status == Status.DONE:
-        woke = pipeline_flow.advance(alias, pipeline, pipeline_cls.steps, row, items)
+        moved = pipeline_flow.advance(alias, pipeline, pipeline_cls.steps, row, items)
+        if moved == pipeline_flow.READIED:
+            notify_new_jobs(alias)
+        elif moved == pipeline_flow.ENDED:
+            pipeline_flow.finish_if_idle(alias, pipeline)
     elif status == Status.FAILED:
         pipeline_flow.fail(alias, pipeline)
-    elif status == Status.CANCELLED and pipeline.status == PipelineDBModel.Status.RUNNING:
-        pipeline_flow.halt(
-            alias, pipeline, PipelineDBModel.Status.CANCELLED, (Status.NOT_READY, Status.NEW)
-        )
-    pipeline_flow.finish_if_idle(alias, pipeline)
-    if woke:
-        notify_new_jobs(alias)
+    elif status == Status.CANCELLED:
+        step_cancelled(pipeline)
 
 
 def fail_pipelines_of_failed_jobs() -> int:
