@@ -364,9 +364,12 @@ def retry_job(job_id: int) -> JobDBModel:
         row = JobDBModel.objects.using(alias).select_for_update().filter(pk=job_id).first()
         if row is None:
             raise JobNotRetryableError(f"there is no job with id {job_id}")
-        if row.status not in (Status.FAILED, Status.CANCELLED) or row.error == (
-            pipeline_flow.SKIPPED
-        ):
+        if row.error == pipeline_flow.SKIPPED:
+            raise JobNotRetryableError(
+                f"job {job_id} ({row.name}) was skipped: an earlier step fanned out into an "
+                "empty list, so it has no inputs to run with"
+            )
+        if row.status not in (Status.FAILED, Status.CANCELLED):
             raise JobNotRetryableError(
                 f"job {job_id} ({row.name}) is {row.status}; only failed or cancelled jobs "
                 "can be retried"

@@ -170,6 +170,8 @@ async def test_an_empty_fan_out_ends_the_pipeline_done_with_nothing_more_run():
     assert square.status == join.status == "cancelled" and "empty list" in join.error
     assert await Execution.objects.filter(key=SUM_ALL_KEY).acount() == 0
     assert await status_of(pipeline) == "done"
+    with pytest.raises(JobNotRetryableError, match="skipped"):
+        await djap.aretry_job(join.pk)
 
 
 async def test_a_failed_branch_keeps_the_join_from_running_and_a_retry_brings_it_back(
@@ -196,6 +198,8 @@ async def test_a_failed_branch_keeps_the_join_from_running_and_a_retry_brings_it
     assert await status_of(pipeline) == "failed"
     assert await Execution.objects.filter(key=SUM_ALL_KEY).acount() == 0
 
+    with pytest.raises(JobNotRetryableError, match=f"retry job {failed[0].pk}"):
+        await djap.aretry_job(rows[-1].pk)  # the halted join: the failed step comes first
     monkeypatch.setattr(FailWhenTold, "failing", False)
     await djap.aretry_job(failed[0].pk)
     await djap.run_num_jobs(max_num_workers=4, timeout=30, num_jobs=2)
