@@ -93,7 +93,7 @@ def _header(snapshot: Snapshot) -> RenderableType:
     return Group(title, rates)
 
 
-def _queue_table(snapshot: Snapshot) -> RenderableType:
+def _queue_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
     statuses = [s for s in ALL_STATUSES if any(s in c for c in snapshot.queue.values())]
     statuses = statuses or ["new", "in_progress", "done"]
     table = Table(
@@ -109,17 +109,17 @@ def _queue_table(snapshot: Snapshot) -> RenderableType:
         return (-active, -sum(counts.values()))
 
     rows = sorted(snapshot.queue.items(), key=weight)
-    for name, counts in rows[:MAX_QUEUE_ROWS]:
+    for name, counts in rows[:max_rows]:
         cells = [format_count(counts.get(s, 0)) if counts.get(s) else "·" for s in statuses]
         table.add_row(name, *cells)
-    if len(rows) > MAX_QUEUE_ROWS:
+    if len(rows) > max_rows:
         rest: dict[str, int] = {}
-        for _name, counts in rows[MAX_QUEUE_ROWS:]:
+        for _name, counts in rows[max_rows:]:
             for s, n in counts.items():
                 rest[s] = rest.get(s, 0) + n
         table.add_row(
-            f"+{len(rows) - MAX_QUEUE_ROWS} more",
-            *[format_count(rest.get(s, 0)) for s in statuses],
+            f"+{len(rows) - max_rows} more",
+            *[format_count(rest[s]) if rest.get(s) else "·" for s in statuses],
             style="dim",
         )
     if not rows:
@@ -127,7 +127,7 @@ def _queue_table(snapshot: Snapshot) -> RenderableType:
     return table
 
 
-def _process_table(snapshot: Snapshot) -> RenderableType:
+def _process_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
     table = Table(
         box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
     )
@@ -146,7 +146,7 @@ def _process_table(snapshot: Snapshot) -> RenderableType:
     ):
         table.add_column(title, justify=justify, no_wrap=True)
     procs = snapshot.processes
-    for p in procs[:MAX_PROCESS_ROWS]:
+    for p in procs[:max_rows]:
         table.add_row(
             Text(p.name, overflow="ellipsis"),
             str(p.pid) if p.pid else "-",
@@ -160,8 +160,8 @@ def _process_table(snapshot: Snapshot) -> RenderableType:
             Text(format_count(p.failed), style="red" if p.failed else ""),
             f"{p.jobs_per_s:,.1f}",
         )
-    if len(procs) > MAX_PROCESS_ROWS:
-        table.add_row(f"+{len(procs) - MAX_PROCESS_ROWS} more", style="dim")
+    if len(procs) > max_rows:
+        table.add_row(f"+{len(procs) - max_rows} more", style="dim")
     return table
 
 
@@ -233,10 +233,19 @@ def _stranded(snapshot: Snapshot) -> list[RenderableType]:
     ]
 
 
-def render(snapshot: Snapshot) -> RenderableType:
-    """The whole view of one snapshot; pure, so a test renders it with Console(record=True)."""
-    parts: list[RenderableType] = [_header(snapshot), _queue_table(snapshot)]
-    parts.append(_process_table(snapshot) if snapshot.processes else _worker_table(snapshot))
+def render(snapshot: Snapshot, fit_screen: bool = True) -> RenderableType:
+    """The whole view of one snapshot; pure, so a test renders it with Console(record=True).
+
+    `fit_screen` cuts long lists so the live view fits 80x24; `djap status` prints all rows.
+    """
+    big = 10**9
+    queue_rows = MAX_QUEUE_ROWS if fit_screen else big
+    process_rows = MAX_PROCESS_ROWS if fit_screen else big
+    parts: list[RenderableType] = [_header(snapshot), _queue_table(snapshot, queue_rows)]
+    if snapshot.processes:
+        parts.append(_process_table(snapshot, process_rows))
+    else:
+        parts.append(_worker_table(snapshot))
     parts += _stranded(snapshot) + _failures(snapshot) + _events(snapshot)
     return Group(*parts)
 

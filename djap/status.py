@@ -371,7 +371,7 @@ def status_command(*, as_json: bool, watch: bool, check: bool, interval: float) 
         if as_json:
             print(json.dumps(to_json(snapshot), indent=None if watch else 2), flush=True)
         elif not check:
-            console.print(render(snapshot))
+            console.print(render(snapshot, fit_screen=False))
         if not watch:
             break
         try:

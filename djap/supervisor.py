@@ -112,6 +112,8 @@ class Slot:
     #: Burst mode: the process exited 0 because nothing was left for it.
     finished: bool = False
     started_once: bool = False
+    #: The last worker row seen for this slot: its counters stay on screen after an exit.
+    last_row: WorkerView | None = None
 
     @property
     def name(self) -> str:
@@ -251,6 +253,7 @@ class Supervisor:
             self.event(f"{slot.name} pid {child.pid} (recycled) {reason}{jobs}", logging.INFO)
             return
         slot.child = None
+        slot.last_row = child.row or slot.last_row
         if self.stopping:
             level = logging.INFO if code == 0 else logging.WARNING
             self.event(f"{slot.name} pid {child.pid} {reason}{jobs}", level)
@@ -434,7 +437,16 @@ class Supervisor:
                 state = "stopped"
             else:
                 state = "backoff"
-            return ProcessView(name, slot.group.name, None, state, restarts=slot.restarts)
+            last = slot.last_row
+            return ProcessView(
+                name,
+                slot.group.name,
+                None,
+                state,
+                restarts=slot.restarts,
+                done=last.jobs_done if last else 0,
+                failed=last.jobs_failed if last else 0,
+            )
         row = child.row
         if child.draining:
             state = "draining"

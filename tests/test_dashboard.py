@@ -133,3 +133,28 @@ def test_error_line_is_the_exception_not_the_header():
     ) == ("KeyError: 'a'")
     assert error_line("No registered job is named 'Gone'.") == "No registered job is named 'Gone'."
     assert error_line("") == ""
+
+
+def test_a_big_snapshot_still_fits_24_lines_and_status_prints_every_row():
+    import dataclasses
+
+    base = a_snapshot()
+    many = dataclasses.replace(
+        base,
+        queue={f"Job{i:02d}": {"new": i, "done": 100 * i} for i in range(30)},
+        processes=tuple(
+            ProcessView(f"default/{i}", "default", 1000 + i, "running") for i in range(16)
+        ),
+        failures=base.failures * 5,
+        events=base.events * 5,
+        stranded=("GpuJob",),
+    )
+    text = rendered(many)
+    assert len(text.rstrip("\n").splitlines()) <= 24, text
+    assert "+26 more" in text and "+10 more" in text
+    assert "no live worker takes: GpuJob" in text
+    console = Console(record=True, width=80, color_system=None, file=io.StringIO())
+    console.print(render(many, fit_screen=False))
+    full = console.export_text()
+    assert all(f"Job{i:02d}" in full for i in range(30))
+    assert "default/15" in full
