@@ -128,7 +128,9 @@ class Worker:
             concurrency=self.concurrency,
             supervisor_pid=opts.supervisor_pid,
         )
-        self.worker_id = await self.queue.worker_register(info)
+        # Connecting fails fast (a wrong DATABASES entry should say so at once); once
+        # connected, a busy database (SQLite's lock) is waited out like any other write.
+        self.worker_id = await self.db.call("register", self.queue.worker_register, info)
         self.completer = Completer(
             self._write_outcomes,
             batch_size=conf.get("COMPLETION_BATCH"),
