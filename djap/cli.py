@@ -276,9 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     except CliError as exc:
         print(f"djap: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except (typer.Exit, click_exceptions.Exit) as exc:
+    # typer's own classes: the click copy inside newer typer has no Exit/Abort of its own, and
+    # naming a missing attribute here would hide the real error behind an AttributeError.
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except (typer.Abort, click_exceptions.Abort):
+    except typer.Abort:
         print("djap: aborted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

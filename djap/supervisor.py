@@ -602,7 +602,9 @@ def supervise_command(options: SuperviseOptions) -> int:
     from djap_django.runner import configure_logging
 
     from .dashboard import LiveView, LogView
+    from .status import preflight
 
+    preflight(options.alias)
     console = Console()
     live = options.dashboard and console.is_terminal
     if live:
