@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from django.db import connection
 from django.utils import timezone
 
 import djap
@@ -70,3 +71,14 @@ def test_check_fails_when_waiting_jobs_have_no_live_worker_that_takes_them(procs
     result = procs.run("status", "--check")
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def test_an_unmigrated_database_is_one_line_naming_migrate(procs, tmp_path):
+    procs.env = {**procs.env, "DJAP_TEST_DB_NAME": str(tmp_path / "empty.sqlite3")}
+    if connection.vendor == "postgresql":
+        procs.env["DJAP_TEST_DB_NAME"] = "djap_no_such_database"
+    for args in (["status"], ["supervise", "--procs", "1", "--no-dashboard"]):
+        result = procs.run(*args)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "manage.py migrate" in lines[0], result.stderr
