@@ -91,6 +91,13 @@ RETURNING status
 # whatever the statistics say, so these connections rule out the other plans.
 _PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off"
 
+# The claim connection (claims, heartbeats, rescues) commits without waiting for the WAL
+# flush. Delivery stays at-least-once: if the server crashes before the flush, a claim is
+# undone and the job is claimed again, as if rescued from a dead worker. Nothing is lost
+# either: the job's own commits, and the completer's (on its own, synchronous connection),
+# flush the WAL up to and including the claim. This takes a disk flush off every pickup.
+_CLAIM_SETTINGS = "SET synchronous_commit = off"
+
 
 def connection_params(django_connection: Any) -> dict[str, Any]:
     """psycopg.connect() keyword arguments for the database Django is configured with."""
@@ -111,13 +118,15 @@ class PostgresQueue:
         #: Called with a job id when a cancel notification arrives (set by the worker).
         self.on_cancel: Callable[[int], None] | None = None
 
-    async def _open(self) -> psycopg.AsyncConnection:
+    async def _open(self, claims: bool = False) -> psycopg.AsyncConnection:
         conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
         await conn.execute(_PLANNER_SETTINGS)
+        if claims:
+            await conn.execute(_CLAIM_SETTINGS)
         return conn
 
     async def connect(self) -> None:
-        self._conn = await self._open()
+        self._conn = await self._open(claims=True)
         self._finish_conn = await self._open()
 
     # -- outages -------------------------------------------------------------------
@@ -135,7 +144,7 @@ class PostgresQueue:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-                setattr(self, attr, await self._open())
+                setattr(self, attr, await self._open(claims=attr == "_conn"))
 
     async def close(self) -> None:
         if self._listener is not None:
