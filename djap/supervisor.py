@@ -90,6 +90,8 @@ class Child:
     draining: bool = False
     #: Monotonic time after which a draining child is SIGKILLed.
     kill_at: float | None = None
+    #: The newest worker row id seen before this child started: its own row is newer.
+    min_row_id: int = 0
     rss: int = 0
     cpu: float = 0.0
 
@@ -151,7 +153,13 @@ class Supervisor:
         self._wake = asyncio.Event()
         self._signals = 0
         self._last_rescue = time.monotonic()
-        self._last_summary = time.monotonic()
+        #: Since when the worker table has been readable without a break (monotonic).
+        self._db_ok_since: float | None = time.monotonic()
+        #: The newest worker row id seen so far (any host).
+        self._max_row_id = 0
+        #: While the worker table cannot be read: since when (for one warning, not one a tick).
+        self._db_down_since: float | None = None
+        self._db_reminded_at = 0.0
         self._log: IO[bytes] | None = None
         self.snapshot: Snapshot | None = None
         #: Called with (group, reason) each time a process is replaced: crashed, hung, memory.
@@ -201,7 +209,7 @@ class Supervisor:
             stderr=subprocess.STDOUT if out is not None else None,
             close_fds=True,
         )
-        slot.child = Child(slot, popen, now, ProcessProbe(popen.pid))
+        slot.child = Child(slot, popen, now, ProcessProbe(popen.pid), min_row_id=self._max_row_id)
         slot.start_at = None
         logger.info("%s: started pid %s", slot.name, popen.pid)
 
@@ -237,6 +245,7 @@ class Supervisor:
                 await afail_pipelines_of_failed_jobs()
         except Exception as exc:  # the database may be down; stale rescue is the backup
             logger.warning("could not put back the jobs of pid %s yet: %s", child.pid, exc)
+            await self._db_down(exc)
             return 0
         return report.requeued + report.failed
 
@@ -274,11 +283,15 @@ class Supervisor:
         zombie = False
         if code is None:
             zombie, child.rss, child.cpu = child.probe.measure()
-        if rows is not None and child.pid in rows:
-            child.row = rows[child.pid]
-            child.worker_id = child.row.id
-        elif rows is not None:
-            child.row = None
+        if rows is not None:
+            row = rows.get(child.pid)
+            # A row older than the child belongs to an earlier process with the same pid.
+            child.row = row if row is not None and row.id > child.min_row_id else None
+            if child.row is not None:
+                child.worker_id = child.row.id
+                if child.row.state in ("stopped", "dead") and child.kill_at is None:
+                    # It said goodbye and is exiting; if it lingers, it is killed.
+                    child.kill_at = now + STOP_MARGIN_S
         if code is None and not zombie and rows is None:
             return  # the worker table could not be read: judge only exits this tick
         sample = Sample(
@@ -288,7 +301,7 @@ class Supervisor:
             rss=child.rss,
             cpu_percent=child.cpu,
             uptime=now - child.started,
-            heartbeat_age=child.row.heartbeat_age if child.row else None,
+            heartbeat_age=self._heartbeat_age(child, now),
             draining=child.draining,
         )
         decision = decide(sample, self.limits)
@@ -302,6 +315,19 @@ class Supervisor:
         elif child.kill_at is not None and now >= child.kill_at:
             self._send(child, signal.SIGKILL)
             await self._on_exit(child, child.popen.wait(), "did not stop in time", now)
+
+    def _heartbeat_age(self, child: Child, now: float) -> float | None:
+        """The child's heartbeat age, or "fresh" when its heartbeat says nothing.
+
+        After an outage every row looks stale until the workers reconnect and beat
+        again; judging them then would kill every healthy worker at once. A worker that
+        wrote its last row ("stopped") is exiting; `kill_at` bounds how long it may take.
+        """
+        if self._db_ok_since is None or now - self._db_ok_since < self.limits.hung_after:
+            return 0.0
+        if child.row is not None and child.row.state in ("stopped", "dead"):
+            return 0.0
+        return child.row.heartbeat_age if child.row else None
 
     def _recycle(self, child: Child, reason: str, now: float) -> None:
         """Ask a bloated child to drain, and fill its slot with a fresh process at once."""
@@ -364,10 +390,17 @@ class Supervisor:
     # -- reading the database ------------------------------------------------------
 
     def _read_snapshot(self, now: float) -> Snapshot:
+        from django.db import DatabaseError, connections
+
         from .status import take_snapshot
 
         full = now - self._counts.full_at >= FULL_COUNTS_EVERY_S
-        snap = take_snapshot(self.alias, finished=full)
+        try:
+            snap = take_snapshot(self.alias, finished=full)
+        except DatabaseError:
+            # Django keeps a broken connection until told; the next tick opens a new one.
+            connections[self.alias].close()
+            raise
         if full:
             self._counts.full, self._counts.full_at = snap.queue, now
             return snap
@@ -382,14 +415,33 @@ class Supervisor:
                 queue[name] = merged
         return dataclasses.replace(snap, queue=queue)
 
+    def _note_db_error(self, exc: BaseException, now: float) -> None:
+        """One warning when the database goes away, a reminder every 30 s while it stays away."""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if self._db_down_since is None:
+            self._db_down_since = self._db_reminded_at = now
+            logger.warning("cannot read the worker table (%s); judging only exits meanwhile", first)
+        elif now - self._db_reminded_at >= 30.0:
+            self._db_reminded_at = now
+            logger.warning(
+                "worker table still unreadable after %.0f s (%s)", now - self._db_down_since, first
+            )
+
+    async def _db_down(self, exc: BaseException) -> None:
+        """A queue call failed: hold judgements on heartbeats, and reopen broken connections."""
+        self._db_ok_since = None
+        if self.queue.is_transient(exc):
+            with contextlib.suppress(Exception):
+                await self.queue.reconnect()
+
     def _my_rows(self, snap: Snapshot) -> dict[int, WorkerView]:
-        """This supervisor's live worker rows, by pid (the newest row wins a reused pid)."""
+        """This supervisor's worker rows, by pid (the newest row wins a reused pid)."""
         rows: dict[int, WorkerView] = {}
         for w in snap.workers:
+            self._max_row_id = max(self._max_row_id, w.id)
             if (
                 w.host == self.node
                 and w.supervisor_pid == self.pid
-                and w.state in ("running", "draining")
                 and (w.pid not in rows or rows[w.pid].id < w.id)
             ):
                 rows[w.pid] = w
@@ -398,6 +450,10 @@ class Supervisor:
     async def _rescue_stale(self, now: float) -> None:
         """Any supervisor puts back jobs of stale workers on any host (a vanished host)."""
         if now - self._last_rescue < RESCUE_STALE_EVERY_S:
+            return
+        # Right after an outage every heartbeat looks stale: wait until workers have had
+        # STALE_AFTER seconds to beat again, or running jobs would be put back.
+        if self._db_ok_since is None or now - self._db_ok_since < self.stale_after:
             return
         self._last_rescue = now
         from djap_django import conf
@@ -412,6 +468,7 @@ class Supervisor:
             await self.queue.workers_prune(conf.get("PRUNE_WORKERS_AFTER"))
         except Exception as exc:
             logger.warning("stale-worker rescue failed: %s", exc)
+            await self._db_down(exc)
             return
         if report.requeued or report.failed:
             self.event(
@@ -500,7 +557,13 @@ class Supervisor:
             return False
         again = False
         for group in {id(s.group): s.group for s in self.slots}.values():
-            if await self.queue.jobs_runnable_exists(group.include, group.exclude):
+            try:
+                runnable = await self.queue.jobs_runnable_exists(group.include, group.exclude)
+            except Exception as exc:
+                logger.warning("cannot tell whether jobs are left: %s", exc)
+                await self._db_down(exc)
+                return False
+            if runnable:
                 for slot in self.slots:
                     if slot.group is group:
                         slot.finished, slot.start_at = False, time.monotonic()
@@ -513,8 +576,14 @@ class Supervisor:
         try:
             snap = await sync_to_async(self._read_snapshot)(now)
         except Exception as exc:
-            logger.warning("cannot read the worker table: %s", exc)
+            self._note_db_error(exc, now)
             snap = None
+            self._db_ok_since = None
+        if snap is not None and self._db_ok_since is None:
+            self._db_ok_since = now
+        if snap is not None and self._db_down_since is not None:
+            logger.warning("worker table readable again after %.1f s", now - self._db_down_since)
+            self._db_down_since = None
         rows = self._my_rows(snap) if snap is not None else None
         for child in self._children():
             await self._check(child, rows, now)
