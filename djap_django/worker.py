@@ -29,8 +29,9 @@ logger = logging.getLogger("djap.worker")
 
 #: A heartbeat loop runs a rescue of other workers' stale jobs every this many beats.
 RESCUE_EVERY_BEATS = 5
-#: At shutdown, wait at most this long (seconds) for an unavailable database.
-SHUTDOWN_DB_WAIT_S = 30.0
+#: At shutdown, wait this long (seconds) at least for an unavailable database; longer if
+#: the grace period is longer.
+SHUTDOWN_DB_WAIT_MIN_S = 5.0
 
 
 @dataclass
@@ -344,7 +345,9 @@ class Worker:
     async def _shutdown(self, heartbeat: asyncio.Task) -> None:
         # If the database is down now, wait for it a while, not forever: whatever is not
         # written by then comes back through the stale-heartbeat rescue (at-least-once).
-        self._shutdown_deadline = time.monotonic() + SHUTDOWN_DB_WAIT_S
+        grace = self.options.grace if self.options.grace is not None else conf.get("GRACE")
+        db_wait = max(SHUTDOWN_DB_WAIT_MIN_S, grace)
+        self._shutdown_deadline = time.monotonic() + db_wait
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
@@ -352,7 +355,7 @@ class Worker:
             service.cancel()
         await asyncio.gather(heartbeat, *self._services, return_exceptions=True)
         try:
-            await asyncio.wait_for(self.completer.close(), SHUTDOWN_DB_WAIT_S)
+            await asyncio.wait_for(self.completer.close(), db_wait)
             if self._interrupted:
                 self.stats.released += await self.db.call(
                     "release",

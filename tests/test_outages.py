@@ -20,7 +20,7 @@ import djap
 from djap_django.models import JobDBModel
 from djap_django.queue import WorkerInfo, open_queue
 from tests.conftest import ROOT, wait_until
-from tests.testapp.jobs import RecordExecution, RecordThenHang, SleepFor
+from tests.testapp.jobs import HangingSyncJob, RecordExecution, RecordThenHang, SleepFor
 from tests.testapp.models import Execution
 
 DB_KIND = os.environ.get("DJAP_TEST_DB", "sqlite")
@@ -94,6 +94,16 @@ def test_cancel_sent_from_another_process_stops_the_running_job(procs, poll):
     assert f"job {hung.pk} SleepFor cancelled" in procs.log(worker)
 
 
+def test_a_stuck_sync_thread_does_not_keep_djap_work_from_exiting(procs):
+    row = djap.create_new(HangingSyncJob.create(HangingSyncJob.Inputs(seconds=3600)))
+    worker = procs.start("work", "--burst")
+    # Without the exit path the process would wait an hour for the thread.
+    assert worker.wait(timeout=60) == 0, procs.log(worker)
+    assert "1 sync job threads are still running; exiting without them" in procs.log(worker)
+    row = JobDBModel.objects.get(pk=row.pk)
+    assert row.status == "failed" and "timed out after 0.5 s" in row.error
+
+
 # -- PostgreSQL stopped and started again under running workers ----------------------
 
 PG_SCRIPT = str(ROOT / "scripts" / "pg-throwaway")
@@ -149,7 +159,7 @@ def test_postgresql_stopped_and_restarted_mid_run_every_job_done_once(
     assert enqueued.returncode == 0, enqueued.stderr
 
     procs.env = env
-    workers = [procs.start("work", "--concurrency", "20") for _ in range(2)]
+    workers = [procs.start("work", "--concurrency", "20", "--grace", "1") for _ in range(2)]
     executions = "SELECT count(*) FROM testapp_execution"
     wait_until(lambda: _count(url, executions) >= 60, timeout=60, message="work under way")
 
@@ -174,9 +184,15 @@ def test_postgresql_stopped_and_restarted_mid_run_every_job_done_once(
     assert _count(url, "SELECT count(*) FROM djap_job WHERE attempts > 1") > 0
     for worker in workers:
         assert "database reachable again" in procs.log(worker), procs.log(worker)
+
+    # Never hang: told to stop while the database is down again, a worker waits for it a
+    # bounded time (max(grace, 5 s)), then exits 0.
+    _pg_ctl("-D", f"{folder}/data", "-m", "fast", "-w", "stop")
+    for worker in workers:
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
-        assert worker.wait(timeout=60) == 0, procs.log(worker)
+        assert worker.wait(timeout=90) == 0, procs.log(worker)
+        assert "database unavailable at shutdown" in procs.log(worker)
 
 
 # -- SQLite: heavy "database is locked" contention ----------------------------------
