@@ -322,9 +322,10 @@ class Worker:
             try:
                 statuses = await self.queue.jobs_status(ids)
             except Exception as exc:
-                if not self.queue.is_transient(exc):
-                    raise
-                self.db.note_error("cancel check", exc)
+                if self.queue.is_transient(exc):
+                    self.db.note_error("cancel check", exc)
+                else:
+                    logger.warning("cancel check failed: %s", exc)
                 continue
             for job_id in ids:
                 # cancelled by request, or put back / failed by a rescue: not ours to run.
