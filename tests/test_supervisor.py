@@ -15,6 +15,7 @@ from django.db import connection
 import djap
 from djap_django.models import JobDBModel, WorkerDBModel
 from tests.conftest import wait_until
+from tests.test_outages import throwaway_pg  # noqa: F401 - a fixture, used by name
 from tests.testapp.jobs import GpuJob, HoldMemory, RecordExecution, SleepFor, SleepThenRecord
 from tests.testapp.models import Execution
 
@@ -244,3 +245,45 @@ def test_restarts_are_counted_in_the_metrics(procs):
     wait_until(restarts, 60, "the restart in /metrics")
     sup.send_signal(signal.SIGTERM)
     assert sup.wait(timeout=60) == 0, procs.log(sup)
+
+
+def test_a_database_outage_kills_no_worker_and_rescues_no_running_job(
+    procs, subprocess_env, request
+):
+    """After an outage every heartbeat looks stale: the supervisor must not act on that."""
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import urlsplit
+
+    from tests.conftest import ROOT
+    from tests.test_outages import _count, _pg_ctl
+
+    folder, url = request.getfixturevalue("throwaway_pg")  # from tests.test_outages
+    env = {**subprocess_env, "DJAP_TEST_DATABASE_URL": url, "DJAP_TEST_DB_NAME": "postgres"}
+    run = {"env": env, "cwd": ROOT, "capture_output": True, "text": True, "timeout": 120}
+    assert subprocess.run([sys.executable, "-m", "django", "migrate", "-v0"], **run).returncode == 0
+    enqueue = (
+        "import django; django.setup(); import djap; "
+        "from tests.testapp.jobs import SleepThenRecordWithRetries as J; "
+        "djap.bulk_create_new([J.create(J.Inputs(key=i, seconds=0.3)) for i in range(300)])"
+    )
+    assert subprocess.run([sys.executable, "-c", enqueue], **run).returncode == 0
+    procs.env = env
+    sup = procs.start("supervise", "--procs", "2", "--concurrency", "10", "--no-dashboard")
+    executions = "SELECT count(*) FROM testapp_execution"
+    wait_until(lambda: _count(url, executions) >= 40, timeout=60, message="work under way")
+    _pg_ctl("-D", f"{folder}/data", "-m", "fast", "-w", "stop")
+    wait_until(lambda: "cannot read the worker table" in procs.log(sup), 30, "the outage seen")
+    time.sleep(6)  # down past STALE_AFTER (5 s in tests), on purpose
+    port = str(urlsplit(url).port)
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    _pg_ctl("-D", f"{folder}/data", "-l", f"{folder}/server.log", "-w", "-o", options, "start")
+    done = "SELECT count(*) FROM djap_job WHERE status = 'done'"
+    wait_until(lambda: _count(url, done) == 300, timeout=180, message="all done")
+    log = procs.log(sup)
+    assert "readable again" in log, log
+    assert "hung" not in log and "restart in" not in log, log
+    assert _count(url, "SELECT count(*) FROM djap_job WHERE crashes > 0") == 0
+    sup.send_signal(signal.SIGTERM)
+    assert sup.wait(timeout=60) == 0, log
