@@ -174,3 +174,10 @@ def test_retries_keep_one_error_per_failed_attempt(settings):
     assert [e.exception_class for e in result.errors] == [RuntimeError, RuntimeError]
     assert "attempt 1" in result.errors[0].traceback
     assert "attempt 2" in result.errors[1].traceback
+
+
+def test_the_backend_check_names_a_wrong_option():
+    backend = DjapBackend(alias="bad", params={"OPTIONS": {"MAX_ATTEMPT": 3}})
+    [error] = backend.check()
+    assert "MAX_ATTEMPT" in error.msg and "MAX_ATTEMPTS" in error.msg
+    assert task_backends["default"].check() == []
