@@ -49,6 +49,7 @@ def links() -> types.ModuleType:
 def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     # A proxy from the environment must not catch requests to this local server.
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
             base = f"http://127.0.0.1:{self.server.server_port}"
