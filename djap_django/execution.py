@@ -8,6 +8,7 @@ retry) Outcome whose error names the thing to fix. Only cancellation passes.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import inspect
 import random
@@ -134,8 +135,10 @@ async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) ->
             else:
                 # A thread cannot be interrupted: at the deadline we stop waiting and fail
                 # the attempt, while the thread runs on to its end in the background.
+                # The job's context goes along, so log records from the thread name it.
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(sync_executor, _run_sync, job)
+                context = contextvars.copy_context()
+                await loop.run_in_executor(sync_executor, context.run, _run_sync, job)
     except Retry as exc:
         return _failed(claimed, f"Retry requested: {exc}", retry_after=exc.after)
     except TimeoutError:

@@ -206,9 +206,9 @@ class SQLiteQueue:
             db.executemany(
                 """UPDATE djap_job SET status = ?, outputs = ?, error = ?, run_after = ?,
                        worker_id = NULL, finished_at = ?,
-                       errors = CASE WHEN ?3 = '' THEN errors ELSE json_insert(
+                       errors = CASE WHEN ? = '' THEN errors ELSE json_insert(
                            COALESCE(errors, '[]'), '$[#]',
-                           json_object('attempt', attempts, 'error', ?3,
+                           json_object('attempt', attempts, 'error', ?,
                                'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) END
                    WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
                 [
@@ -218,6 +218,10 @@ class SQLiteQueue:
                         o.error,
                         None if o.run_after is None else _ts(o.run_after),
                         None if o.status == "new" else now,
+                        # Plain `?` twice, not `?3`: numbered markers with a sequence of
+                        # parameters are deprecated in Python 3.12's sqlite3.
+                        o.error,
+                        o.error,
                         o.job_id,
                         worker_id,
                     )
