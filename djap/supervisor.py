@@ -100,6 +100,15 @@ class Child:
         return self.popen.pid
 
 
+def _reap(child: Child) -> int | None:
+    """The exit code of a child just SIGKILLed; None if the kernel is slow to let it go
+    (a process in uninterruptible sleep must not freeze the supervisor)."""
+    try:
+        return child.popen.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 @dataclass(eq=False)
 class Slot:
     """A place for one process of a group; it outlives the processes that fill it."""
@@ -309,12 +318,12 @@ class Supervisor:
             await self._on_exit(child, child.popen.poll(), decision.reason, now)
         elif decision.action is Action.KILL:
             self._send(child, signal.SIGKILL)
-            await self._on_exit(child, child.popen.wait(), decision.reason, now, kind="hung")
+            await self._on_exit(child, _reap(child), decision.reason, now, kind="hung")
         elif decision.action is Action.RECYCLE and not self.stopping:
             self._recycle(child, decision.reason, now)
         elif child.kill_at is not None and now >= child.kill_at:
             self._send(child, signal.SIGKILL)
-            await self._on_exit(child, child.popen.wait(), "did not stop in time", now)
+            await self._on_exit(child, _reap(child), "did not stop in time", now)
 
     def _heartbeat_age(self, child: Child, now: float) -> float | None:
         """The child's heartbeat age, or "fresh" when its heartbeat says nothing.
@@ -385,7 +394,7 @@ class Supervisor:
         for child in self._children():
             if child.popen.poll() is None:
                 self._send(child, signal.SIGKILL)
-            await self._on_exit(child, child.popen.wait(), reason, time.monotonic())
+            await self._on_exit(child, _reap(child), reason, time.monotonic())
 
     # -- reading the database ------------------------------------------------------
 
