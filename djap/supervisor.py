@@ -31,21 +31,26 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO
 
 from asgiref.sync import sync_to_async
 
 from .groups import GroupSpec
 from .health import Action, Limits, ProcessProbe, Sample, backoff_delay, decide, next_crash_streak
-from .status import ACTIVE_STATUSES, Event, ProcessView, Snapshot, ThroughputMeter, WorkerView
+from .status import (
+    Event,
+    ProcessView,
+    Snapshot,
+    SnapshotReader,
+    ThroughputMeter,
+    WorkerView,
+)
 
 logger = logging.getLogger("djap.supervisor")
 
 #: Seconds between ticks: reap, sample, read the worker table, redraw.
 TICK_S = 0.5
-#: Done/failed counts scan the whole job table, so they are refreshed less often (seconds).
-FULL_COUNTS_EVERY_S = 5.0
 #: The supervisor also rescues jobs of stale workers on any host this often (seconds).
 RESCUE_STALE_EVERY_S = 5.0
 #: After the grace period, workers get this long (seconds) to put jobs back before SIGKILL.
@@ -131,12 +136,6 @@ class Slot:
         return f"{self.group.name}/{self.index}"
 
 
-@dataclass
-class _Counts:
-    full: dict[str, dict[str, int]] = field(default_factory=dict)
-    full_at: float = -1e9
-
-
 class Supervisor:
     def __init__(
         self, options: SuperviseOptions, on_restart: Callable[[str, str], None] | None = None
@@ -158,7 +157,7 @@ class Supervisor:
         self.stop_deadline: float | None = None
         self.started = time.monotonic()
         self.meter = ThroughputMeter(self.started)
-        self._counts = _Counts()
+        self.reader = SnapshotReader(self.alias, self.stale_after)
         self._wake = asyncio.Event()
         self._signals = 0
         self._last_rescue = time.monotonic()
@@ -398,31 +397,15 @@ class Supervisor:
 
     # -- reading the database ------------------------------------------------------
 
-    def _read_snapshot(self, now: float) -> Snapshot:
+    def _read_snapshot(self, now: float, force_counts: bool = False) -> Snapshot:
         from django.db import DatabaseError, connections
 
-        from .status import take_snapshot
-
-        full = now - self._counts.full_at >= FULL_COUNTS_EVERY_S
         try:
-            snap = take_snapshot(self.alias, finished=full)
+            return self.reader.read(now, force_counts)
         except DatabaseError:
             # Django keeps a broken connection until told; the next tick opens a new one.
             connections[self.alias].close()
             raise
-        if full:
-            self._counts.full, self._counts.full_at = snap.queue, now
-            return snap
-        # Between full counts, take fresh active counts and keep the last finished ones.
-        queue: dict[str, dict[str, int]] = {}
-        for name in sorted(set(snap.queue) | set(self._counts.full)):
-            kept = {
-                s: n for s, n in self._counts.full.get(name, {}).items() if s not in ACTIVE_STATUSES
-            }
-            merged = {**kept, **snap.queue.get(name, {})}
-            if merged:
-                queue[name] = merged
-        return dataclasses.replace(snap, queue=queue)
 
     def _note_db_error(self, exc: BaseException, now: float) -> None:
         """One warning when the database goes away, a reminder every 30 s while it stays away."""
@@ -631,9 +614,8 @@ class Supervisor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), TICK_S)
             # The last frame shows final counts, not the ones cached up to seconds ago.
-            self._counts.full_at = -1e9
             with contextlib.suppress(Exception):
-                snap = await sync_to_async(self._read_snapshot)(time.monotonic())
+                snap = await sync_to_async(self._read_snapshot)(time.monotonic(), True)
                 if on_tick is not None:
                     on_tick(self._publish(snap, time.monotonic()))
         finally:

@@ -82,3 +82,21 @@ def test_an_unmigrated_database_is_one_line_naming_migrate(procs, tmp_path):
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "manage.py migrate" in lines[0], result.stderr
+
+
+def test_the_live_reader_counts_jobs_only_as_often_as_its_budget_allows():
+    from django.db import connection as conn
+    from django.test.utils import CaptureQueriesContext
+
+    from djap.status import SnapshotReader
+
+    djap.bulk_create_new([RecordExecution.create(RecordExecution.Inputs(key=i)) for i in range(3)])
+    reader = SnapshotReader("default", stale_after=30, budget=20, min_interval_s=0.5)
+    assert reader.read(now=100.0).queue == {"RecordExecution": {"new": 3}}
+    djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=3)))
+    with CaptureQueriesContext(conn) as queries:
+        soon = reader.read(now=100.1)
+    # Workers are read every time; the counts are the last ones, not a new scan.
+    assert soon.queue == {"RecordExecution": {"new": 3}}
+    assert not any("djap_job" in q["sql"] for q in queries.captured_queries)
+    assert reader.read(now=200.0).queue == {"RecordExecution": {"new": 4}}
