@@ -297,7 +297,6 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
     from django.db import connections
 
     from djap_django import benchjobs, conf
-    from djap_django.models import WorkerDBModel
 
     if opts.job not in ("noop", "sleep"):
         raise CliError(f"--job must be noop or sleep, not {opts.job!r}")
@@ -306,6 +305,54 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
     vendor = connections[alias].vendor
     latency_jobs = max(0, opts.latency_jobs)
     expected = opts.jobs + latency_jobs
+
+    _refuse_if_running(alias)
+    # SIGTERM (a timeout, Ctrl-C in a script) still stops the workers and cleans up.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        return _run(opts, alias, names, vendor, latency_jobs, expected, show_progress)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _refuse_if_running(alias: str) -> None:
+    """Two benches on one database would run each other's jobs: refuse the second."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from djap_django import conf
+    from djap_django.models import WorkerDBModel
+
+    fresh = timezone.now() - dt.timedelta(seconds=conf.get("STALE_AFTER"))
+    running = list(
+        WorkerDBModel.objects.using(alias)
+        .filter(group=BENCH_GROUP, state__in=["running", "draining"], last_heartbeat__gte=fresh)
+        .values_list("host", "pid")
+    )
+    if running:
+        where = ", ".join(f"{host}:{pid}" for host, pid in running)
+        raise CliError(
+            f"another djap bench is running on this database (workers {where}); "
+            "wait for it to finish or stop those processes"
+        )
+
+
+def _run(
+    opts: BenchOptions,
+    alias: str,
+    names: list[str],
+    vendor: str,
+    latency_jobs: int,
+    expected: int,
+    show_progress: bool,
+) -> dict[str, Any]:
+    from djap_django import benchjobs
+    from djap_django.models import WorkerDBModel
 
     with tempfile.TemporaryDirectory(prefix="djap-bench-") as tmp:
         marks = Path(tmp) / "marks"
@@ -502,7 +549,13 @@ def worker_main(argv: list[str] | None = None) -> None:
     from djap_django.worker import WorkerOptions
 
     options = WorkerOptions(
-        concurrency=args.concurrency, include=list(benchjobs.NAMES), group=BENCH_GROUP, grace=5
+        concurrency=args.concurrency,
+        include=list(benchjobs.NAMES),
+        group=BENCH_GROUP,
+        grace=5,
+        # Exit when the bench is gone (killed): a stray bench worker would take the next
+        # bench's jobs and write their marks where nobody reads them.
+        supervisor_pid=os.getppid(),
     )
     sys.exit(run_worker_process(options, "WARNING"))
 

@@ -7,10 +7,15 @@ run the real command, with real worker processes, against the test database.
 from __future__ import annotations
 
 import json
+import os
+import signal
+
+import psutil
 
 import djap
 from djap.bench import max_in_flight, percentile, verify
 from djap_django.models import JobDBModel, WorkerDBModel
+from tests.conftest import wait_until
 from tests.testapp.jobs import RecordExecution
 
 BENCH_NAMES = ["DjapBenchNoop", "DjapBenchSleep"]
@@ -114,3 +119,53 @@ def test_max_in_flight_counts_starts_inside_one_window():
     assert max_in_flight([0.0, 0.4, 0.9, 5.0], 1.0) == 3
     assert max_in_flight([0.0, 2.0, 4.0], 1.0) == 1
     assert max_in_flight([], 1.0) == 0
+
+
+def _bench_worker_pids() -> list[int]:
+    return list(
+        WorkerDBModel.objects.filter(group="djap-bench", state="running").values_list(
+            "pid", flat=True
+        )
+    )
+
+
+def _start_long_bench(procs):
+    proc = procs.start(
+        "bench", "--job", "sleep", "--sleep", "30", "--jobs", "50", "--concurrency", "10"
+    )
+    pids = wait_until(_bench_worker_pids, timeout=60, message="bench workers registered")
+    return proc, pids
+
+
+def test_a_terminated_bench_stops_its_workers_and_cleans_up(procs):
+    proc, pids = _start_long_bench(procs)
+    os.kill(proc.pid, signal.SIGTERM)  # the bench process only, not its workers
+    assert proc.wait(timeout=60) != 0
+    assert not any(psutil.pid_exists(pid) for pid in pids)
+    assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()
+    assert not WorkerDBModel.objects.filter(group="djap-bench").exists()
+
+
+def test_workers_of_a_killed_bench_exit_and_the_next_bench_cleans_up(procs):
+    proc, pids = _start_long_bench(procs)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    wait_until(
+        lambda: not any(psutil.pid_exists(pid) for pid in pids),
+        timeout=60,
+        message="orphaned bench workers exit",
+    )
+    assert JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()  # left behind...
+    out = _bench_json(procs, "--jobs", "20", "--latency-jobs", "0")
+    assert out["all_ran_once"] is True and out["rows"] == {"done": 20}
+    assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()  # ...and gone
+
+
+def test_a_second_bench_on_the_same_database_is_refused(procs):
+    proc, pids = _start_long_bench(procs)
+    result = procs.run("bench", "--jobs", "10")
+    assert result.returncode == 2
+    assert "another djap bench is running on this database" in result.stderr
+    os.kill(proc.pid, signal.SIGTERM)  # leave no worker behind for the next test
+    proc.wait(timeout=60)
+    assert not any(psutil.pid_exists(pid) for pid in pids)
