@@ -69,6 +69,19 @@ FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
 WHERE j.id = u.id AND j.status = 'in_progress' AND j.worker_id = %s
 """
 
+# _FINISH for outcomes that are `done` with no outputs: what most batches hold.
+_FINISH_DONE = """
+UPDATE djap_job
+SET status = 'done', outputs = NULL, error = '', run_after = NULL, worker_id = NULL,
+    finished_at = now()
+WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s
+"""
+
+
+def _is_plain_done(o: Outcome) -> bool:
+    return o.status == "done" and o.outputs_json is None and not o.error and o.run_after is None
+
+
 _RESCUE = """
 UPDATE djap_job
 SET status = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'failed' ELSE 'new' END,
@@ -215,6 +228,15 @@ class PostgresQueue:
         return [ClaimedJob(*row) for row in await cur.fetchall()]
 
     async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
+        plain = [o.job_id for o in outcomes if _is_plain_done(o)]
+        if plain:
+            # The common case needs only ids: one array literal built by str.join, where
+            # psycopg would adapt five lists element by element in Python.
+            ids = "{" + ",".join(map(str, plain)) + "}"
+            await self._finish_conn.execute(_FINISH_DONE, (ids, worker_id))
+            if len(plain) == len(outcomes):
+                return
+            outcomes = [o for o in outcomes if not _is_plain_done(o)]
         await self._finish_conn.execute(
             _FINISH,
             (
