@@ -208,33 +208,37 @@ def _instances(
         template[position[field.attname]] = value
         if field.has_default() and callable(field.default):
             mutable.append((position[field.attname], field))
-    pk_at = position[JobDBModel._meta.pk.attname]
-    slots = [position[name] for name in _VARYING]
+    pk_name = JobDBModel._meta.pk.attname
     # Model.__init__ costs as much as the INSERT per row; without pre_init/post_init
     # receivers it does no more than fill __dict__ and _state, so do just that.
     fast = not (
         signals.pre_init.has_listeners(JobDBModel) or signals.post_init.has_listeners(JobDBModel)
     )
+    base = dict(zip(attnames, template, strict=True))
+    mutable_names = [(attnames[at], field) for at, field in mutable]
     new = object.__new__
     out = []
     for row, pk in zip(rows, ids, strict=True):
-        values = list(template)
-        values[pk_at] = pk
-        for at, value in zip(
-            slots,
-            (row.name, row.inputs, row.priority, row.max_attempts, row.timeout, row.run_after),
-            strict=True,
-        ):
-            values[at] = value
-        for at, field in mutable:
-            values[at] = field.get_default()
+        values = base.copy()
+        values[pk_name] = pk
+        values["name"] = row.name
+        values["inputs"] = row.inputs
+        values["priority"] = row.priority
+        values["max_attempts"] = row.max_attempts
+        values["timeout"] = row.timeout
+        values["run_after"] = row.run_after
+        for name, field in mutable_names:
+            values[name] = field.get_default()
         if fast:
             obj = new(JobDBModel)
-            obj.__dict__.update(zip(attnames, values, strict=True))
-            obj._state = ModelState()
+            state = ModelState()
+            state.adding = False
+            state.db = alias
+            values["_state"] = state
+            obj.__dict__ = values
         else:
-            obj = JobDBModel(*values)
-        obj._state.adding = False
-        obj._state.db = alias
+            obj = JobDBModel(*(values[name] for name in attnames))
+            obj._state.adding = False
+            obj._state.db = alias
         out.append(obj)
     return out

@@ -169,18 +169,22 @@ def create_new(job_or_class: Any) -> JobDBModel:
     return row
 
 
-def new_row(job_or_class: Any) -> bulk.NewRow:
-    """Validate a job as build_row does, keeping its inputs as JSON text for bulk.py."""
+def new_row(job_or_class: Any, defaults: tuple[int, float | None] | None = None) -> bulk.NewRow:
+    """Validate a job as build_row does, keeping its inputs as JSON text for bulk.py.
+
+    `defaults` is (MAX_ATTEMPTS, TIMEOUT) read once for a whole batch.
+    """
     job = _as_job(job_or_class)
     cls = type(job)
+    max_attempts, timeout = defaults or (conf.get("MAX_ATTEMPTS"), conf.get("TIMEOUT"))
     inputs_json = _inputs_json(job)  # raises the same errors as create_new
     return bulk.NewRow(
         name=cls.__name__,
         inputs_json=inputs_json,
         inputs=None if inputs_json is None else json.loads(inputs_json),
         priority=job.priority_override if job.priority_override is not None else cls.priority,
-        max_attempts=cls.max_attempts or conf.get("MAX_ATTEMPTS"),
-        timeout=cls.timeout if cls.timeout is not None else conf.get("TIMEOUT"),
+        max_attempts=cls.max_attempts or max_attempts,
+        timeout=cls.timeout if cls.timeout is not None else timeout,
         run_after=_run_after(job.run_after),
     )
 
@@ -188,7 +192,8 @@ def new_row(job_or_class: Any) -> bulk.NewRow:
 def bulk_create_new(jobs: Iterable[Any]) -> list[JobDBModel]:
     """Enqueue many jobs in a few statements; all or none are written."""
     jobs = list(jobs)
-    new_rows = [new_row(job) for job in jobs]  # validate all before writing any
+    defaults = (conf.get("MAX_ATTEMPTS"), conf.get("TIMEOUT"))
+    new_rows = [new_row(job, defaults) for job in jobs]  # validate all before writing any
     # Raw INSERTs with their NOTIFY (bulk.py): ORM bulk_create costs ~10x more per job.
     rows = bulk.enqueue(new_rows, conf.database_alias())
     for job, row in zip(jobs, rows, strict=True):
