@@ -80,6 +80,9 @@ def _header(snapshot: Snapshot) -> RenderableType:
     t = snapshot.throughput
     title = Text(no_wrap=True, overflow="ellipsis")
     title.append(snapshot.title, style="bold")
+    if any(snapshot.pipelines.values()):
+        # On the title line, so the view still fits 24 lines.
+        title.append(f"  pipelines: {pipelines_line(snapshot)}", style="cyan")
     if t is None:
         totals = snapshot.totals()
         waiting = totals.get("new", 0) + totals.get("not_ready", 0)
@@ -250,6 +253,12 @@ def render(snapshot: Snapshot, fit_screen: bool = True) -> RenderableType:
     return Group(*parts)
 
 
+def pipelines_line(snapshot: Snapshot) -> str:
+    """'2 running, 5 done' from the snapshot's pipeline counts, in lifecycle order."""
+    order = ("running", "done", "failed", "cancelled")
+    return ", ".join(f"{snapshot.pipelines[s]:,} {s}" for s in order if snapshot.pipelines.get(s))
+
+
 def summary_line(snapshot: Snapshot) -> str:
     """The periodic line printed instead of the live view (no TTY, or --no-dashboard)."""
     totals = snapshot.totals()
@@ -263,6 +272,8 @@ def summary_line(snapshot: Snapshot) -> str:
     if snapshot.throughput is not None:
         t = snapshot.throughput
         parts.append(f"{t.now:.1f} jobs/s now, {t.average:.1f} avg, {t.total} total")
+    if any(snapshot.pipelines.values()):
+        parts.append("pipelines " + pipelines_line(snapshot))
     if snapshot.stranded:
         parts.append("no live worker takes " + ",".join(snapshot.stranded))
     return "summary: " + "; ".join(parts)

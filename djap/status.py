@@ -108,6 +108,8 @@ class Snapshot:
     throughput: Throughput | None = None
     events: tuple[Event, ...] = ()
     title: str = "djap"
+    #: {status: count} of pipelines (running, done, failed, cancelled).
+    pipelines: dict[str, int] = field(default_factory=dict)
 
     def totals(self) -> dict[str, int]:
         """{status: count} over every job name."""
@@ -185,6 +187,16 @@ def query_workers(alias: str, now: dt.datetime, stale_after: float) -> list[Work
             )
         )
     return views
+
+
+def query_pipelines(alias: str) -> dict[str, int]:
+    """{status: count} of pipeline runs."""
+    from django.db.models import Count
+
+    from djap_django.models import PipelineDBModel
+
+    rows = PipelineDBModel.objects.using(alias).values_list("status").annotate(n=Count("id"))
+    return dict(rows.order_by())
 
 
 def query_failures(alias: str, limit: int = FAILURES_SHOWN) -> list[Failure]:
@@ -276,6 +288,7 @@ class SnapshotReader:
         self._active: dict[str, dict[str, int]] = {}
         self._failures: tuple[Failure, ...] = ()
         self._runnable: list[str] = []
+        self._pipelines: dict[str, int] = {}
 
     def read(self, now: float, force_counts: bool = False) -> Snapshot:
         """A snapshot at monotonic time `now`; `force_counts` recounts everything."""
@@ -286,6 +299,7 @@ class SnapshotReader:
         if force_counts or now >= self._next_full:
             started = time.perf_counter()
             counts = query_queue(self.alias)
+            self._pipelines = query_pipelines(self.alias)
             self._finished = {
                 name: {s: n for s, n in c.items() if s not in ACTIVE_STATUSES}
                 for name, c in counts.items()
@@ -312,6 +326,7 @@ class SnapshotReader:
             workers=tuple(workers),
             failures=self._failures,
             stranded=stranded_names(self._runnable, workers),
+            pipelines=self._pipelines,
         )
 
     def _refresh_small(self, now: float, taken_at: dt.datetime, cost: float) -> None:

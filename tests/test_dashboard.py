@@ -73,6 +73,7 @@ def a_snapshot() -> Snapshot:
             Event(T0, "gpu/0 pid 99 recycled (memory: RSS 900M over --max-memory 512M)"),
         ),
         title="djap supervise · web-1",
+        pipelines={"running": 3, "done": 12, "failed": 1, "cancelled": 0},
     )
 
 
@@ -105,6 +106,8 @@ def test_the_dashboard_shows_every_part_in_80_columns_and_24_lines():
     assert "#77 GpuJob: RuntimeError: CUDA OOM" in text
     assert "killed by SIGKILL; put back 3 jobs" in text
     assert "recycled (memory" in text
+    # Pipelines by status.
+    assert "pipelines: 3 running, 12 done, 1 failed" in text
 
 
 def test_without_processes_it_shows_every_hosts_workers():
@@ -120,6 +123,7 @@ def test_summary_line_and_stranded_names():
     snapshot = a_snapshot()
     line = summary_line(snapshot)
     assert "1 procs running" in line and "waiting 1207" in line and "321.5 jobs/s" in line
+    assert "pipelines 3 running, 12 done, 1 failed" in line
     gpu_only = worker(1, include=["GpuJob"])
     dead = worker(2, alive=False)
     assert stranded_names(["GpuJob", "ResizeImage"], [gpu_only, dead]) == ("ResizeImage",)

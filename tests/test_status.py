@@ -43,6 +43,18 @@ def test_json_has_queue_counts_and_workers_with_their_fields(procs):
     dt.datetime.fromisoformat(entry["last_heartbeat"])
 
 
+def test_status_counts_pipelines_by_status(procs):
+    from djap_django.models import PipelineDBModel
+
+    for status in ("running", "done", "done", "failed"):
+        PipelineDBModel.objects.create(name="Thumbnails", status=status)
+    result = procs.run("status", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pipelines"] == {"running": 1, "done": 2, "failed": 1}
+    tables = procs.run("status")
+    assert "pipelines: 1 running, 2 done, 1 failed" in tables.stdout, tables.stdout
+
+
 def test_tables_show_jobs_and_workers(procs):
     djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=1)))
     live_worker_row(group="gpu", include=["GpuJob"])
