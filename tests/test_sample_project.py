@@ -45,7 +45,12 @@ def test_sample_project_drains_its_jobs(tmp_path):
                 "SELECT name || ':' || status, count(*) FROM djap_job GROUP BY name, status"
             ).fetchall()
         )
-    assert counts["ResizeImage:done"] == 50
     assert counts["GpuJob:done"] == 20
     assert counts["ImportLegacyOrder:failed"] == 8  # order ids divisible by 7, on purpose
     assert "ResizeImage:failed" not in counts
+    # The album pipelines: 5 albums of 12 photos, each joined once and published.
+    assert counts["PublishAlbum:done"] == 5
+    assert counts["ResizeImage:done"] == 50 + 5 * 12
+    with sqlite3.connect(db) as conn:
+        pipelines = conn.execute("SELECT status, count(*) FROM djap_pipeline GROUP BY status")
+        assert dict(pipelines.fetchall()) == {"done": 5}

@@ -107,3 +107,38 @@ class GpuJob(BaseJob):
     async def run(self) -> None:
         await asyncio.sleep(0.1)
         self.outputs = self.Outputs(device=os.environ.get("CUDA_VISIBLE_DEVICES", "none"))
+
+
+# -- the album pipeline (shop/pipelines.py): list -> resize each photo -> publish ------------
+
+
+class ListAlbumPhotos(BaseJob):
+    """The first step: fans out, one branch per photo of the album."""
+
+    @dataclass
+    class Inputs:
+        album_id: int
+        photos: int = 12
+
+    async def run(self) -> None:
+        first = self.inputs.album_id * 1000
+        self.next_job_inputs = [
+            ResizeImage.Inputs(image_id=first + i) for i in range(self.inputs.photos)
+        ]
+
+
+class PublishAlbum(BaseJob):
+    """The join: runs once, after every photo was resized, with all their outputs."""
+
+    @dataclass
+    class Inputs:
+        photos: list
+
+    @dataclass
+    class Outputs:
+        published: int
+        checksums: list
+
+    async def run(self) -> None:
+        checksums = [photo["checksum"] for photo in self.inputs.photos]
+        self.outputs = self.Outputs(published=len(checksums), checksums=checksums)
