@@ -261,22 +261,23 @@ class PostgresQueue:
     async def _rescue(self, workers: list[int], max_crashes: int) -> RescueReport:
         if not workers:
             return RescueReport()
-        async with self._conn.transaction():
-            cur = await self._conn.execute(
-                _RESCUE,
-                {
-                    "workers": workers,
-                    "max_crashes": max_crashes,
-                    "poison": POISON_ERROR.format(crashes=max_crashes),
-                },
-            )
-            statuses = [r[0] for r in await cur.fetchall()]
-            await self._conn.execute(
-                "UPDATE djap_worker SET state = 'dead', in_flight = 0 WHERE id = ANY(%s::bigint[])",
-                (workers,),
-            )
-            if statuses:
-                await self._conn.execute(f"NOTIFY {CHANNEL}")
+        # One statement, never BEGIN ... COMMIT: the claim loop shares this connection, and
+        # a claim that ran inside an open transaction here would return rows nobody else
+        # sees yet; their completions would match nothing and leave them in_progress.
+        cur = await self._conn.execute(
+            f"""WITH jobs AS ({_RESCUE}), dead AS (
+                    UPDATE djap_worker SET state = 'dead', in_flight = 0
+                    WHERE id = ANY(%(workers)s::bigint[]))
+                SELECT status FROM jobs""",
+            {
+                "workers": workers,
+                "max_crashes": max_crashes,
+                "poison": POISON_ERROR.format(crashes=max_crashes),
+            },
+        )
+        statuses = [r[0] for r in await cur.fetchall()]
+        if statuses:
+            await self._conn.execute(f"NOTIFY {CHANNEL}")
         return RescueReport(
             requeued=statuses.count("new"),
             failed=statuses.count("failed"),
