@@ -8,8 +8,14 @@ import sys
 from .errors import CliError
 
 
-def setup_django(settings: str | None = None, pythonpath: str | None = None) -> None:
-    """Configure Django from --settings or DJANGO_SETTINGS_MODULE; errors name the fix."""
+def setup_django(
+    settings: str | None = None, pythonpath: str | None = None, *, check_tables: bool = True
+) -> None:
+    """Configure Django from --settings or DJANGO_SETTINGS_MODULE; errors name the fix.
+
+    With `check_tables`, also make sure djap's tables can be read, so a forgotten
+    `migrate` or a database that is down is one line, not a traceback.
+    """
     if pythonpath:
         sys.path.insert(0, os.path.abspath(pythonpath))
     # Like `python manage.py`: the project in the current directory is importable.
@@ -38,3 +44,31 @@ def setup_django(settings: str | None = None, pythonpath: str | None = None) -> 
         raise CliError(
             "; ".join(f"{m.msg}" + (f" ({m.hint})" if m.hint else "") for m in djap_errors)
         )
+    if check_tables:
+        check_database()
+
+
+def check_database(alias: str | None = None) -> None:
+    """Fail with one line naming the fix when djap's tables cannot be read."""
+    from django.db import DatabaseError, ProgrammingError
+
+    from djap_django import conf
+    from djap_django.models import WorkerDBModel
+
+    alias = alias or conf.database_alias()
+    try:
+        WorkerDBModel.objects.using(alias).exists()
+    except DatabaseError as exc:
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        # SQLite says "no such table"; PostgreSQL raises ProgrammingError (undefined table),
+        # while a missing database or a refused connection is an OperationalError.
+        if "no such table" in text or isinstance(exc, ProgrammingError):
+            raise CliError(
+                f"djap's tables are missing in database {alias!r} ({first}): "
+                "run `python manage.py migrate`"
+            ) from None
+        raise CliError(
+            f"cannot use database {alias!r} ({first}): check DATABASES in your settings "
+            "and that the database server is up"
+        ) from None

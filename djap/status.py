@@ -243,22 +243,9 @@ def take_snapshot(alias: str | None = None) -> Snapshot:
 
 def preflight(alias: str | None = None) -> None:
     """Fail with one line naming the fix when the queue tables cannot be read."""
-    from django.db import DatabaseError
+    from .django_setup import check_database
 
-    from djap_django import conf
-    from djap_django.models import WorkerDBModel
-
-    from .errors import CliError
-
-    alias = alias or conf.database_alias()
-    try:
-        WorkerDBModel.objects.using(alias).exists()
-    except DatabaseError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CliError(
-            f"cannot read djap's tables in database {alias!r} ({first}): "
-            "run `python manage.py migrate`, and check DATABASES and that the server is up"
-        ) from None
+    check_database(alias)
 
 
 class SnapshotReader:

@@ -85,15 +85,27 @@ def test_check_fails_when_waiting_jobs_have_no_live_worker_that_takes_them(procs
     assert "ok" in result.stdout
 
 
-def test_an_unmigrated_database_is_one_line_naming_migrate(procs, tmp_path):
-    procs.env = {**procs.env, "DJAP_TEST_DB_NAME": str(tmp_path / "empty.sqlite3")}
+def test_an_unmigrated_or_missing_database_is_one_line_naming_the_fix(procs, tmp_path):
     if connection.vendor == "postgresql":
-        procs.env["DJAP_TEST_DB_NAME"] = "djap_no_such_database"
-    for args in (["status"], ["supervise", "--procs", "1", "--no-dashboard"]):
+        # A database that does not exist: the server answers, the connection fails.
+        procs.env = {**procs.env, "DJAP_TEST_DB_NAME": "djap_no_such_database"}
+        fix = "check DATABASES"
+    else:
+        # An empty SQLite file: the database opens, djap's tables are missing.
+        procs.env = {**procs.env, "DJAP_TEST_DB_NAME": str(tmp_path / "empty.sqlite3")}
+        fix = "manage.py migrate"
+    commands = (
+        ["status"],
+        ["supervise", "--procs", "1", "--no-dashboard"],
+        ["work", "--burst"],
+        ["prune", "--older-than", "1d"],
+        ["bench", "--jobs", "10"],
+    )
+    for args in commands:
         result = procs.run(*args)
-        assert result.returncode == 2, result.stderr
+        assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "manage.py migrate" in lines[0], result.stderr
+        assert len(lines) == 1 and fix in lines[0], (args, result.stderr)
 
 
 def test_the_live_reader_counts_jobs_only_as_often_as_its_budget_allows():
