@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from .errors import CliError
+
+_MANAGE_PY_SETTINGS = re.compile(
+    r"""setdefault\(\s*["']DJANGO_SETTINGS_MODULE["']\s*,\s*["']([\w.]+)["']"""
+)
+
+
+def settings_from_manage_py(folder: str = ".") -> str | None:
+    """The settings module a project's manage.py names, as `python manage.py` would use."""
+    path = os.path.join(folder, "manage.py")
+    try:
+        with open(path, encoding="utf-8") as f:
+            match = _MANAGE_PY_SETTINGS.search(f.read())
+    except OSError:
+        return None
+    return match.group(1) if match else None
 
 
 def setup_django(
@@ -23,10 +39,13 @@ def setup_django(
         sys.path.insert(0, os.getcwd())
     if settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = settings
-    module = os.environ.get("DJANGO_SETTINGS_MODULE")
-    if not module:
+    module = os.environ.get("DJANGO_SETTINGS_MODULE") or settings_from_manage_py()
+    if module:
+        os.environ["DJANGO_SETTINGS_MODULE"] = module
+    else:
         raise CliError(
-            "no Django settings: pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
+            "no Django settings: pass --settings mysite.settings, set DJANGO_SETTINGS_MODULE, "
+            "or run from the folder that holds manage.py"
         )
     import django
     from django.core import checks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -109,3 +110,21 @@ def test_sigterm_stops_cleanly_and_puts_nothing_in_limbo(procs):
     assert worker.wait(timeout=60) == 0, procs.log(worker)
     assert JobDBModel.objects.filter(status="in_progress").count() == 0
     assert JobDBModel.objects.filter(status="new").count() == 3
+
+
+def test_settings_come_from_manage_py_in_the_current_folder(tmp_path):
+    from djap.django_setup import settings_from_manage_py
+
+    assert settings_from_manage_py(str(ROOT / "sample_project")) == "mysite.settings"
+    assert settings_from_manage_py(str(tmp_path)) is None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJAP_TEST", "DJANGO_SET"))}
+    env["SAMPLE_SQLITE"] = str(tmp_path / "sample.sqlite3")
+    result = subprocess.run(
+        [sys.executable, "-m", "djap", "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "sample_project",
+    )
+    # Found mysite.settings by itself; the new database only lacks its tables.
+    assert result.returncode == 2 and "manage.py migrate" in result.stderr, result.stderr
