@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import types
+import typing
 from typing import Any
 
 from .exceptions import InvalidInputsError
@@ -56,6 +58,58 @@ def _field_names(cls: type) -> frozenset[str] | None:
     return None
 
 
+def _accepted_types(hint: Any) -> tuple[type, ...] | None:
+    """The runtime types a simple annotation accepts; None where we do not judge."""
+    if hint in (int, str, bool, dict, list):
+        return (hint,)
+    if hint is float:
+        return (int, float)
+    origin = typing.get_origin(hint)
+    if origin in (list, dict):
+        return (origin,)
+    if origin in (typing.Union, types.UnionType):
+        accepted: tuple[type, ...] = ()
+        for arg in typing.get_args(hint):
+            one = (type(None),) if arg is type(None) else _accepted_types(arg)
+            if one is None:
+                return None
+            accepted += one
+        return accepted
+    return None
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, tuple[type, ...]]:
+    """{field: accepted types} for the fields of a dataclass with simple annotations."""
+    if not dataclasses.is_dataclass(cls):
+        return {}
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an annotation we cannot resolve: leave the field unjudged
+        return {}
+    out = {}
+    for f in dataclasses.fields(cls):
+        accepted = _accepted_types(hints.get(f.name))
+        if accepted is not None:
+            out[f.name] = accepted
+    return out
+
+
+def _check_types(job_name: str, cls: type, data: dict, what: str) -> None:
+    for name, accepted in _field_types(cls).items():
+        if name not in data:
+            continue
+        value = data[name]
+        # bool is an int to Python, but a flag where a number belongs is a bug.
+        wrong_bool = isinstance(value, bool) and bool not in accepted
+        if wrong_bool or not isinstance(value, accepted):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in accepted)
+            raise InvalidInputsError(
+                f"{job_name}: {what} field {name!r} must be {names}, "
+                f"not {type(value).__name__} ({value!r})"
+            )
+
+
 def _bad_field(data: dict) -> str | None:
     for key, value in data.items():
         try:
@@ -77,7 +131,7 @@ def encode(job_name: str, cls: type, value: Any, what: str = "inputs") -> tuple[
     else:
         raise InvalidInputsError(
             f"{job_name}: {what} must be a {job_name}.{cls.__name__} or a dict, "
-            f"not {type(value).__name__}"
+            f"not {type(value).__qualname__}"
         )
     fields = _field_names(cls)
     if fields is not None:
@@ -87,6 +141,7 @@ def encode(job_name: str, cls: type, value: Any, what: str = "inputs") -> tuple[
                 f"{job_name}: {what} field {unknown[0]!r} is not a field of "
                 f"{job_name}.{cls.__name__} (fields: {', '.join(sorted(fields)) or 'none'})"
             )
+        _check_types(job_name, cls, data, what)
     try:
         text = dumps(data)
     except (TypeError, ValueError) as exc:

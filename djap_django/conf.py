@@ -51,9 +51,31 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The DJAP dict last found valid (by identity): checked once, not on every read.
+_checked: object = object()
+
+
+def _check(user: Any) -> None:
+    """Refuse a bad DJAP dict wherever it is first read (a shell or a view runs no checks)."""
+    global _checked
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .checks import check_djap_settings
+
+    errors = check_djap_settings()
+    if errors:
+        raise ImproperlyConfigured(
+            "; ".join(e.msg + (f" ({e.hint})" if e.hint else "") for e in errors)
+        )
+    _checked = user
+
+
 def get(key: str) -> Any:
     """Return the DJAP setting `key`, the user's value or the default."""
-    user = getattr(settings, "DJAP", None) or {}
+    user = getattr(settings, "DJAP", None)
+    if user is not _checked:
+        _check(user)
+    user = user or {}
     if key in user:
         return user[key]
     return DEFAULTS[key]

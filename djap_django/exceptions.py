@@ -21,6 +21,10 @@ class EnqueueError(DjapError, ValueError):
     """A job could not be enqueued; nothing was written."""
 
 
+class InvalidJobOptionError(EnqueueError):
+    """`priority` or `run_after` given to `create()` has the wrong type."""
+
+
 class NotARegisteredJobError(EnqueueError):
     """The object given is not a registered BaseJob subclass or instance."""
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from . import bulk, codec, conf, registry
 from .exceptions import (
+    InvalidJobOptionError,
     JobDefinitionError,
     MissingInputsError,
     NotARegisteredJobError,
@@ -56,14 +57,14 @@ class BaseJob:
         inputs: Any = None,
         *,
         priority: int | None = None,
-        run_after: dt.datetime | dt.timedelta | None = None,
+        run_after: dt.datetime | dt.timedelta | float | None = None,
     ) -> None:
         self.inputs = inputs
         self.outputs: Any = None
         #: In a pipeline: the next step's inputs (a list fans out into branches).
         self.next_job_inputs: Any = None
-        self.priority_override = priority
-        self.run_after = run_after
+        self.priority_override = _check_priority(type(self).__name__, priority)
+        self.run_after = _check_run_after(type(self).__name__, run_after)
         #: Set by the worker: the row's id and which attempt this is (1-based).
         self.id: int | None = None
         self.attempt = 0
@@ -78,7 +79,7 @@ class BaseJob:
         inputs: Any = None,
         *,
         priority: int | None = None,
-        run_after: dt.datetime | dt.timedelta | None = None,
+        run_after: dt.datetime | dt.timedelta | float | None = None,
     ) -> BaseJob:
         """An unsaved job; pass it to `create_new` or `bulk_create_new`."""
         return cls(inputs, priority=priority, run_after=run_after)
@@ -88,6 +89,29 @@ class BaseJob:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id} inputs={self.inputs!r}>"
+
+
+def _check_priority(name: str, priority: Any) -> int | None:
+    if priority is None or (isinstance(priority, int) and not isinstance(priority, bool)):
+        return priority
+    raise InvalidJobOptionError(
+        f"{name}: priority must be a whole number (higher runs first), not {priority!r}"
+    )
+
+
+def _check_run_after(name: str, run_after: Any) -> dt.datetime | dt.timedelta | None:
+    """A datetime, a timedelta, or a number of seconds from now."""
+    if run_after is None or isinstance(run_after, dt.timedelta):
+        return run_after
+    if isinstance(run_after, dt.datetime):
+        if timezone.is_naive(run_after):
+            return timezone.make_aware(run_after)
+        return run_after
+    if isinstance(run_after, int | float) and not isinstance(run_after, bool):
+        return dt.timedelta(seconds=run_after)
+    raise InvalidJobOptionError(
+        f"{name}: run_after must be a datetime, a timedelta or seconds from now, not {run_after!r}"
+    )
 
 
 def _as_job(job_or_class: Any) -> BaseJob:

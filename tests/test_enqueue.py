@@ -22,6 +22,7 @@ from tests.testapp.jobs import (
     JobWithInputsAndOutputs,
     JobWithSleep,
     Point,
+    SyncJob,
 )
 
 
@@ -81,9 +82,24 @@ def test_enqueue_rolls_back_with_the_callers_transaction():
             ["colour", "JobWithInputsAndOutputs"],
         ),
         (
-            lambda: JobWithInputsAndOutputs.create({"id": object()}),
+            lambda: JobWithCustomAsdict.create({"x": object(), "y": 1}),
             InvalidInputsError,
-            ["'id'", "JSON"],
+            ["'x'", "JSON"],
+        ),
+        (
+            lambda: JobWithInputsAndOutputs.create({"id": "abc"}),
+            InvalidInputsError,
+            ["'id'", "must be int", "str"],
+        ),
+        (
+            lambda: JobWithInputsAndOutputs.create(JobWithInputsAndOutputs.Inputs(id=True)),
+            InvalidInputsError,
+            ["'id'", "must be int", "bool"],
+        ),
+        (
+            lambda: JobWithInputsAndOutputs.create(SyncJob.Inputs(n=1)),
+            InvalidInputsError,
+            ["SyncJob.Inputs"],
         ),
         (
             lambda: JobWithInputsAndOutputs.create(JobWithInputsAndOutputs.Inputs(id={1, 2})),
@@ -103,6 +119,37 @@ def test_bad_input_is_refused_and_nothing_is_written(job, error, words):
     for word in words:
         assert word in str(info.value)
     assert JobDBModel.objects.count() == 0
+
+
+def test_bad_priority_or_run_after_is_refused_at_create():
+    from djap.exceptions import InvalidJobOptionError
+
+    with pytest.raises(InvalidJobOptionError, match="priority"):
+        JobWithSleep.create(priority="high")
+    with pytest.raises(InvalidJobOptionError, match="run_after"):
+        JobWithSleep.create(run_after="tomorrow")
+    # A number of seconds is a natural guess, so it works.
+    row = djap.create_new(JobWithSleep.create(run_after=60))
+    assert row.run_after > dt.datetime.now(dt.UTC) + dt.timedelta(seconds=50)
+
+
+def test_optional_and_container_fields_are_checked_by_their_type():
+    @dataclass
+    class Inputs:
+        ids: list[int]
+        note: str | None = None
+        ratio: float = 1.0
+
+    class TypedJob(djap.BaseJob):
+        pass
+
+    TypedJob.Inputs = Inputs
+    djap.create_new(TypedJob.create({"ids": [1], "note": None, "ratio": 2}))
+    with pytest.raises(InvalidInputsError, match="'note' must be str or None"):
+        djap.create_new(TypedJob.create({"ids": [1], "note": 3}))
+    with pytest.raises(InvalidInputsError, match="'ids' must be list"):
+        djap.create_new(TypedJob.create({"ids": "1,2"}))
+    assert JobDBModel.objects.count() == 1
 
 
 def test_a_job_may_not_set_its_name():

@@ -92,3 +92,19 @@ def test_every_setting_is_documented_with_its_default(doc):
         assert any(s.replace("'", '"') in text for s in shown), (
             f"{doc} does not show {key} with its default {default!r}"
         )
+
+
+def test_a_bad_setting_is_refused_where_it_is_first_read_too(settings):
+    """A shell or a view runs no system checks: enqueue must not store a bad default."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    import djap
+    from djap_django.models import JobDBModel
+    from tests.testapp.jobs import JobWithSleep
+
+    settings.DJAP = {"TIMEOUT": -1}
+    with pytest.raises(ImproperlyConfigured, match="TIMEOUT"):
+        djap.create_new(JobWithSleep)
+    assert JobDBModel.objects.count() == 0
+    settings.DJAP = {"TIMEOUT": 5}
+    assert djap.create_new(JobWithSleep).timeout == 5
