@@ -28,6 +28,7 @@ _RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "COMPLETION_BATCH": ((int,), 1, False),
     "COMPLETION_FLUSH_INTERVAL": (_NUMBER, 0, False),
     "GRACE": (_NUMBER, 0, False),
+    "BURST_RETRY_WAIT": (_NUMBER, 0, False),
     "PRUNE_WORKERS_AFTER": (_NUMBER, 0, False),
     "CANCEL_POLL_INTERVAL": (_NUMBER, 0.01, False),
     "SQLITE_BUSY_TIMEOUT": (_NUMBER, 0, False),

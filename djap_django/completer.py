@@ -30,6 +30,7 @@ class Completer:
         self._room.set()
         self._task: asyncio.Task | None = None
         self.flushed = 0
+        self._writing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="djap-completer")
@@ -41,9 +42,23 @@ class Completer:
             self._room.clear()
             await self._room.wait()
 
+    async def settled(self) -> None:
+        """Wait until every outcome added so far is written (burst looks at the rows next)."""
+        while self._buffer or self._writing:
+            await asyncio.sleep(self._interval_s or 0.001)
+
     async def _flush_once(self) -> None:
         batch, self._buffer = self._buffer, []
         self._has_items.clear()
+        self._writing = True
+        try:
+            await self._write(batch)
+        finally:
+            self._writing = False
+        self.flushed += len(batch)
+        self._room.set()
+
+    async def _write(self, batch: list[Outcome]) -> None:
         delay = 0.1
         while True:
             try:
@@ -57,8 +72,6 @@ class Completer:
                 logger.warning("could not write %d outcomes (%s); retrying", len(batch), exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        self.flushed += len(batch)
-        self._room.set()
 
     async def _run(self) -> None:
         while True:

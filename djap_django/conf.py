@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "COMPLETION_FLUSH_INTERVAL": 0.005,
     # Seconds running jobs get to finish after SIGTERM before they are put back.
     "GRACE": 30.0,
+    # --burst waits for retries that fall due within this many seconds before it exits.
+    "BURST_RETRY_WAIT": 60.0,
     # Stopped or dead worker rows are deleted after this many seconds.
     "PRUNE_WORKERS_AFTER": 3600.0,
     # Seconds between a worker's checks that its running jobs were not cancelled (SQLite's

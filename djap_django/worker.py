@@ -193,6 +193,8 @@ class Worker:
             if len(jobs) == free:
                 continue
             if not jobs and opts.burst and not self._running:
+                if await self._burst_wait_for_retry(deadline):
+                    continue
                 return
             if self._running and opts.burst:
                 # Burst mode ends when nothing runs and nothing is claimable; a running
@@ -201,6 +203,30 @@ class Worker:
                 self._slot_free.clear()
                 continue
             await self._wait_for(None, deadline, poll=True)
+
+    async def _burst_wait_for_retry(self, deadline: float | None) -> bool:
+        """Burst found nothing runnable: wait for a retry due soon, else say what is left.
+
+        A job that failed and will be retried in a moment belongs to this run; one
+        scheduled for later (run_after) does not, and is left for the next run.
+        """
+        await self.completer.settled()  # a retry's new run_after must be in the row first
+        due_in, scheduled = await sync_to_async(pending_later)(
+            self.options.alias, self.options.include, self.options.exclude
+        )
+        if due_in is not None and due_in <= conf.get("BURST_RETRY_WAIT"):
+            logger.info("burst: waiting %.1f s for a retry that falls due", due_in)
+            wake = time.monotonic() + due_in
+            deadline = wake if deadline is None else min(deadline, wake)
+            await self._wait_for(None, deadline, poll=True)
+            return not self._stop.is_set()
+        if scheduled:
+            logger.info(
+                "burst: nothing runnable now; %d jobs wait for a later run_after, left for "
+                "the next run",
+                scheduled,
+            )
+        return False
 
     async def _wait_for(self, awaitable, deadline: float | None, poll: bool = False) -> None:
         """Wait for `awaitable`, a new job (poll), a stop request or the deadline."""
@@ -465,3 +491,28 @@ async def run_num_jobs(
         )
     )
     return await worker.run()
+
+
+def pending_later(
+    alias: str | None, include: list[str] | None, exclude: list[str]
+) -> tuple[float | None, int]:
+    """(seconds until the next retry falls due or None, jobs scheduled for later)."""
+    from django.db.models import Count, Min, Q
+    from django.utils import timezone
+
+    from .models import JobDBModel
+
+    now = timezone.now()
+    later = JobDBModel.objects.using(alias or conf.database_alias()).filter(
+        status=JobDBModel.Status.NEW, run_after__gt=now
+    )
+    if include is not None:
+        later = later.filter(name__in=include)
+    if exclude:
+        later = later.exclude(name__in=exclude)
+    found = later.aggregate(
+        scheduled=Count("id"), next_retry=Min("run_after", filter=Q(attempts__gt=0))
+    )
+    next_retry = found["next_retry"]
+    due_in = None if next_retry is None else max(0.0, (next_retry - now).total_seconds())
+    return due_in, found["scheduled"]

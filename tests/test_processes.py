@@ -128,3 +128,17 @@ def test_settings_come_from_manage_py_in_the_current_folder(tmp_path):
     )
     # Found mysite.settings by itself; the new database only lacks its tables.
     assert result.returncode == 2 and "manage.py migrate" in result.stderr, result.stderr
+
+
+def test_burst_waits_for_a_retry_due_soon_but_not_for_one_due_later(procs):
+    from tests.testapp.jobs import FlakyJob
+
+    flaky = djap.create_new(FlakyJob.create(FlakyJob.Inputs(fail_times=2)))
+    later = djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=1), run_after=3600))
+    result = procs.run("work", "--burst", timeout=120)
+    assert result.returncode == 0, result.stderr
+    flaky.refresh_from_db()
+    assert flaky.status == "done" and flaky.attempts == 3, flaky.error
+    later.refresh_from_db()
+    assert later.status == "new" and later.attempts == 0
+    assert "1 jobs wait for a later run_after" in result.stderr
