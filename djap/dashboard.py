@@ -204,9 +204,14 @@ def _worker_table(snapshot: Snapshot) -> RenderableType:
 
 def _failures(snapshot: Snapshot) -> list[RenderableType]:
     out: list[RenderableType] = []
-    for f in snapshot.failures[:MAX_FAILURES]:
+    shown = snapshot.failures[:MAX_FAILURES]
+    # The newest few are listed; the last line says how many more failed (the admin has all).
+    more = snapshot.totals().get("failed", 0) - len(shown)
+    for f in shown:
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append("failed ", style="red")
+        if f is shown[-1] and more > 0:
+            line.append(f"(+{more:,} more) ", style="dim")
         line.append(f"#{f.job_id} {f.name}: ", style="bold")
         line.append(f.error_line)
         out.append(line)

@@ -103,7 +103,7 @@ def test_the_dashboard_shows_every_part_in_80_columns_and_24_lines():
     assert "draining" in gpu and "1h01m" in gpu and "900M" in gpu
     assert "backoff" in next(line for line in lines if line.startswith("default/1"))
     # Recent failures with their error line; restarts and why.
-    assert "#77 GpuJob: RuntimeError: CUDA OOM" in text
+    assert "failed (+1 more) #77 GpuJob: RuntimeError: CUDA OOM" in text
     assert "killed by SIGKILL; put back 3 jobs" in text
     assert "recycled (memory" in text
     # Pipelines by status.
