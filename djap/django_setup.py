@@ -69,25 +69,8 @@ def setup_django(
 
 def check_database(alias: str | None = None) -> None:
     """Fail with one line naming the fix when djap's tables cannot be read."""
-    from django.db import DatabaseError, ProgrammingError
+    from djap_django.preflight import database_problem
 
-    from djap_django import conf
-    from djap_django.models import WorkerDBModel
-
-    alias = alias or conf.database_alias()
-    try:
-        WorkerDBModel.objects.using(alias).exists()
-    except DatabaseError as exc:
-        text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
-        # SQLite says "no such table"; PostgreSQL raises ProgrammingError (undefined table),
-        # while a missing database or a refused connection is an OperationalError.
-        if "no such table" in text or isinstance(exc, ProgrammingError):
-            raise CliError(
-                f"djap's tables are missing in database {alias!r} ({first}): "
-                "run `python manage.py migrate`"
-            ) from None
-        raise CliError(
-            f"cannot use database {alias!r} ({first}): check DATABASES in your settings "
-            "and that the database server is up"
-        ) from None
+    problem = database_problem(alias)
+    if problem:
+        raise CliError(problem)

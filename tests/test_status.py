@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
 
 from django.db import connection
 from django.utils import timezone
@@ -106,6 +108,16 @@ def test_an_unmigrated_or_missing_database_is_one_line_naming_the_fix(procs, tmp
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and fix in lines[0], (args, result.stderr)
+    # The management command says the same, the Django way (CommandError, no traceback).
+    command = subprocess.run(
+        [sys.executable, "-m", "django", "consume_jobs_async", "--burst"],
+        env=procs.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert command.returncode == 1 and fix in command.stderr, command.stderr
+    assert "Traceback" not in command.stderr
 
 
 def test_the_live_reader_counts_jobs_only_as_often_as_its_budget_allows():

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from djap_django.preflight import database_problem
 from djap_django.runner import run_worker_process
 from djap_django.worker import WorkerOptions
 
@@ -51,6 +52,9 @@ class Command(BaseCommand):
         parser.add_argument("--log-level", default="INFO")
 
     def handle(self, *args: Any, **opts: Any) -> None:
+        problem = database_problem()
+        if problem:
+            raise CommandError(problem)
         options = WorkerOptions(
             concurrency=opts["concurrency"],
             include=opts["include"],
