@@ -119,6 +119,19 @@ def _bad_field(data: dict) -> str | None:
     return None
 
 
+def _check_field_names(job_name: str, cls: type, data: dict, what: str) -> frozenset[str] | None:
+    """Refuse a key that is not a field of the dataclass `cls`; its fields, or None."""
+    fields = _field_names(cls)
+    if fields is not None:
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise InvalidInputsError(
+                f"{job_name}: {what} field {unknown[0]!r} is not a field of "
+                f"{job_name}.{cls.__name__} (fields: {', '.join(sorted(fields)) or 'none'})"
+            )
+    return fields
+
+
 def encode(job_name: str, cls: type, value: Any, what: str = "inputs") -> tuple[dict, str]:
     """Check `value` against `cls`; return it as a dict and as JSON text."""
     if isinstance(value, cls):
@@ -133,14 +146,8 @@ def encode(job_name: str, cls: type, value: Any, what: str = "inputs") -> tuple[
             f"{job_name}: {what} must be a {job_name}.{cls.__name__} or a dict, "
             f"not {type(value).__qualname__}"
         )
-    fields = _field_names(cls)
+    fields = _check_field_names(job_name, cls, data, what)
     if fields is not None:
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise InvalidInputsError(
-                f"{job_name}: {what} field {unknown[0]!r} is not a field of "
-                f"{job_name}.{cls.__name__} (fields: {', '.join(sorted(fields)) or 'none'})"
-            )
         _check_types(job_name, cls, data, what)
     try:
         text = dumps(data)
@@ -161,14 +168,7 @@ def decode(job_name: str, cls: type, data: Any, what: str = "inputs") -> Any:
         raise InvalidInputsError(
             f"{job_name}: stored {what} are {type(data).__name__}, not an object"
         )
-    fields = _field_names(cls)
-    if fields is not None:
-        unknown = sorted(set(data) - fields)
-        if unknown:
-            raise InvalidInputsError(
-                f"{job_name}: {what} field {unknown[0]!r} is not a field of "
-                f"{job_name}.{cls.__name__}"
-            )
+    _check_field_names(job_name, cls, data, what)
     try:
         return cls(**data)
     except TypeError as exc:

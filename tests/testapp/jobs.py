@@ -93,19 +93,8 @@ class SleepFor(BaseJob):
         await asyncio.sleep(self.inputs.seconds)
 
 
-class GpuJob(BaseJob):
-    """Stands for GPU work: records which device it was given."""
-
-    @dataclass
-    class Inputs:
-        key: int
-
-    async def run(self):
-        from tests.testapp.models import Execution
-
-        await sync_to_async(Execution.objects.create)(
-            key=self.inputs.key, pid=os.getpid(), env=os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        )
+class GpuJob(RecordExecution):
+    """Stands for GPU work: records each run and the device it was given, as its base does."""
 
 
 class FlakyJob(BaseJob):
