@@ -307,6 +307,12 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
     expected = opts.jobs + latency_jobs
 
     _refuse_if_running(alias)
+    from django.conf import settings
+
+    if settings.DEBUG:
+        # Django keeps every query of a DEBUG process in memory and formats it: enqueue
+        # figures come out lower than in production. Said, not refused.
+        print("djap bench: settings.DEBUG is True; enqueue figures will be low", file=sys.stderr)
     # SIGTERM (a timeout, Ctrl-C in a script) still stops the workers and cleans up.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
