@@ -38,9 +38,7 @@ def peer_medians(records: list[dict], suffix: str = "") -> dict[str, tuple[float
             rate = (r.get(key) or {}).get("steady_rate")
             if rate:
                 runs[r["peer"] + suffix][k].append(rate)
-    return {
-        p: tuple(statistics.median(v) if v else 0.0 for v in pair) for p, pair in runs.items()
-    }
+    return {p: tuple(statistics.median(v) if v else 0.0 for v in pair) for p, pair in runs.items()}
 
 
 def main() -> None:
@@ -83,11 +81,13 @@ def main() -> None:
     x = range(len(order))
     width = 0.38
     right.bar([i - width / 2 for i in x], [medians[p][0] for p in order], width, label="1 process")
-    right.bar([i + width / 2 for i in x], [medians[p][1] for p in order], width, label="2 processes")
+    right.bar(
+        [i + width / 2 for i in x], [medians[p][1] for p in order], width, label="2 processes"
+    )
     right.set_xticks(list(x))
     right.set_xticklabels(order, rotation=20, ha="right")
     right.set_ylabel("steady drain, no-op jobs/s (median of runs)")
-    right.set_title("Side by side on one PostgreSQL 15 (../shared/bench)")
+    right.set_title("Side by side in one run (../shared/bench; PostgreSQL 15)")
     right.grid(True, axis="y", alpha=0.3)
     right.legend()
 
