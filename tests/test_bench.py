@@ -130,8 +130,18 @@ def _bench_worker_pids() -> list[int]:
 
 
 def _start_long_bench(procs):
+    # TMPDIR: a SIGKILLed bench cannot remove its scratch folder; pytest removes this one.
     proc = procs.start(
-        "bench", "--job", "sleep", "--sleep", "30", "--jobs", "50", "--concurrency", "10"
+        "bench",
+        "--job",
+        "sleep",
+        "--sleep",
+        "30",
+        "--jobs",
+        "50",
+        "--concurrency",
+        "10",
+        env={"TMPDIR": str(procs.logdir)},
     )
     pids = wait_until(_bench_worker_pids, timeout=60, message="bench workers registered")
     return proc, pids
