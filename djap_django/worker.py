@@ -440,7 +440,7 @@ class Worker:
                     self.db.note_error("heartbeat", exc)
                     await self.db.reconnect()
             sup = self.options.supervisor_pid
-            if sup is not None and os.getppid() != sup:
+            if sup is not None and os.getppid() != sup and not self._stop.is_set():
                 logger.warning("supervisor %s is gone; stopping", sup)
                 self.request_stop()
 

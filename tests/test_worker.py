@@ -113,3 +113,24 @@ def test_worker_row_is_registered_and_stopped():
     worker = WorkerDBModel.objects.get()
     assert worker.state == "stopped" and worker.jobs_done == 1
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+async def test_jobs_left_under_a_stopped_worker_row_are_put_back():
+    """A worker that wrote `stopped` has exited: anything it still holds is orphaned."""
+    from djap_django.models import WorkerDBModel
+    from djap_django.queue import open_queue
+
+    now = timezone.now()
+    gone = await WorkerDBModel.objects.acreate(
+        host="h", pid=1, state="stopped", started_at=now, last_heartbeat=now
+    )
+    row = await JobDBModel.objects.acreate(name="JobWithSleep", status="in_progress", worker=gone)
+    queue = open_queue()
+    await queue.connect()
+    try:
+        report = await queue.jobs_rescue_stale(3600, 3)
+    finally:
+        await queue.close()
+    assert report.requeued == 1
+    row = await JobDBModel.objects.aget(pk=row.pk)
+    assert row.status == "new" and row.worker_id is None and row.crashes == 1

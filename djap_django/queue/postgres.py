@@ -299,7 +299,8 @@ class PostgresQueue:
         cur = await self._conn.execute(
             """SELECT DISTINCT j.worker_id FROM djap_job j
                LEFT JOIN djap_worker w ON w.id = j.worker_id
-               WHERE j.status = 'in_progress' AND (w.id IS NULL OR w.state = 'dead')"""
+               WHERE j.status = 'in_progress'
+                 AND (w.id IS NULL OR w.state IN ('dead', 'stopped'))"""
         )
         orphaned = [r[0] for r in await cur.fetchall() if r[0] is not None]
         return await self._rescue(sorted(set(stale) | set(orphaned)), max_crashes)

@@ -298,7 +298,7 @@ class SQLiteQueue:
                     """SELECT DISTINCT j.worker_id FROM djap_job j
                        LEFT JOIN djap_worker w ON w.id = j.worker_id
                        WHERE j.status = 'in_progress' AND j.worker_id IS NOT NULL
-                         AND (w.id IS NULL OR w.state = 'dead')"""
+                         AND (w.id IS NULL OR w.state IN ('dead', 'stopped'))"""
                 )
             ]
             return self._rescue(db, sorted(set(stale) | set(orphaned)), max_crashes)
