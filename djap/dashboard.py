@@ -92,6 +92,9 @@ def _header(snapshot: Snapshot) -> RenderableType:
     rates = Text(no_wrap=True, overflow="ellipsis")
     rates.append(f"{t.now:,.1f} jobs/s now", style="bold green")
     rates.append(f"  {t.average:,.1f} avg  {t.total:,} total  ")
+    progress = progress_text(snapshot)
+    if progress:
+        rates.append(progress + "  ", style="bold")
     rates.append(sparkline(t.history, max(0, 78 - len(rates.plain))), style="green")
     return Group(title, rates)
 
@@ -258,6 +261,23 @@ def render(snapshot: Snapshot, fit_screen: bool = True) -> RenderableType:
     return Group(*parts)
 
 
+def jobs_left(snapshot: Snapshot) -> int:
+    """Jobs not yet finished: waiting, scheduled behind a pipeline step, or running."""
+    totals = snapshot.totals()
+    return sum(totals.get(s, 0) for s in ("new", "not_ready", "in_progress"))
+
+
+def progress_text(snapshot: Snapshot) -> str:
+    """'1,247 left, empty in ~4s' at the current rate; '' when nothing is left."""
+    left = jobs_left(snapshot)
+    if not left:
+        return ""
+    t = snapshot.throughput
+    if t is None or t.now <= 0:
+        return f"{left:,} left"
+    return f"{left:,} left, empty in ~{format_duration(left / t.now)}"
+
+
 def pipelines_line(snapshot: Snapshot) -> str:
     """'2 running, 5 done' from the snapshot's pipeline counts, in lifecycle order."""
     order = ("running", "done", "failed", "cancelled")
@@ -277,6 +297,8 @@ def summary_line(snapshot: Snapshot) -> str:
     if snapshot.throughput is not None:
         t = snapshot.throughput
         parts.append(f"{t.now:.1f} jobs/s now, {t.average:.1f} avg, {t.total} total")
+        if progress_text(snapshot):
+            parts.append(progress_text(snapshot))
     if any(snapshot.pipelines.values()):
         parts.append("pipelines " + pipelines_line(snapshot))
     if snapshot.stranded:

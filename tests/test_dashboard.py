@@ -91,6 +91,8 @@ def test_the_dashboard_shows_every_part_in_80_columns_and_24_lines():
     # Throughput now, over the run, and the sparkline.
     assert "321.5 jobs/s" in text and "250.2" in text and "56,390" in text
     assert sparkline((0, 10, 50, 300, 321.5)) in text
+    # Progress: jobs left and the time to empty at the current rate (1,248 / 321.5 j/s).
+    assert "1,248 left, empty in ~3s" in text
     # Queue depth per job name and status.
     for part in ("ResizeImage", "GpuJob", "SendEmail", "waiting", "running", "done", "failed"):
         assert part in text
@@ -124,6 +126,7 @@ def test_summary_line_and_stranded_names():
     line = summary_line(snapshot)
     assert "1 procs running" in line and "waiting 1207" in line and "321.5 jobs/s" in line
     assert "pipelines 3 running, 12 done, 1 failed" in line
+    assert "1,248 left, empty in ~3s" in line
     gpu_only = worker(1, include=["GpuJob"])
     dead = worker(2, alive=False)
     assert stranded_names(["GpuJob", "ResizeImage"], [gpu_only, dead]) == ("ResizeImage",)
