@@ -99,12 +99,17 @@ def _header(snapshot: Snapshot) -> RenderableType:
     return Group(title, rates)
 
 
+def _table() -> Table:
+    """The plain, compact table every section of the view uses."""
+    return Table(
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
+    )
+
+
 def _queue_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
     statuses = [s for s in ALL_STATUSES if any(s in c for c in snapshot.queue.values())]
     statuses = statuses or ["new", "in_progress", "done"]
-    table = Table(
-        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
-    )
+    table = _table()
     table.add_column("queue", no_wrap=True, max_width=24, overflow="ellipsis")
     for s in statuses:
         table.add_column(STATUS_TITLES[s], justify="right", no_wrap=True)
@@ -134,9 +139,7 @@ def _queue_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
 
 
 def _process_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
-    table = Table(
-        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
-    )
+    table = _table()
     for title, justify in (
         ("process", "left"),
         ("pid", "right"),
@@ -173,9 +176,7 @@ def _process_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
 
 def _worker_table(snapshot: Snapshot) -> RenderableType:
     """Workers of every host, from the worker table (what `djap status` shows)."""
-    table = Table(
-        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, show_edge=False, collapse_padding=True
-    )
+    table = _table()
     for title, justify in (
         ("host", "left"),
         ("pid", "right"),
@@ -297,8 +298,9 @@ def summary_line(snapshot: Snapshot) -> str:
     if snapshot.throughput is not None:
         t = snapshot.throughput
         parts.append(f"{t.now:.1f} jobs/s now, {t.average:.1f} avg, {t.total} total")
-        if progress_text(snapshot):
-            parts.append(progress_text(snapshot))
+        progress = progress_text(snapshot)
+        if progress:
+            parts.append(progress)
     if any(snapshot.pipelines.values()):
         parts.append("pipelines " + pipelines_line(snapshot))
     if snapshot.stranded:

@@ -322,9 +322,12 @@ class Worker:
     async def _write_outcomes(self, outcomes: list[Outcome]) -> None:
         # Through an outage the outcomes wait here (the completer applies backpressure);
         # a finish is guarded by worker and status, so writing one twice is harmless.
-        give_up = None if self._shutdown_deadline is None else self._shutdown_deadline
         await self.db.call(
-            "finish", self.queue.jobs_finish, self.worker_id, outcomes, give_up_at=give_up
+            "finish",
+            self.queue.jobs_finish,
+            self.worker_id,
+            outcomes,
+            give_up_at=self._shutdown_deadline,
         )
         for outcome in outcomes:
             self._unflushed.discard(outcome.job_id)
