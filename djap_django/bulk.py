@@ -1,19 +1,25 @@
-"""Bulk enqueue without the ORM's per-object cost: one raw INSERT per dialect.
+"""Bulk enqueue without the ORM's per-object cost: one raw INSERT per chunk of jobs.
 
 `Model.objects.bulk_create` spends most of its time per object and per field
 (model instances, pre_save, get_db_prep_save on every column). A queue enqueues
 thousands of rows that differ in a handful of columns, so here the varying
-columns go in as arrays (PostgreSQL: `INSERT ... SELECT FROM unnest(...)`, one
-statement per chunk) or through `executemany` (SQLite, one C loop), with the
-inputs already serialised to JSON text by the validation step. The statement
-runs on Django's own connection, so it joins the caller's transaction. Every
-other column takes its model default, read from the model itself, so a column
-another change adds is filled the way the ORM would fill it.
+columns go in as arrays (PostgreSQL: `INSERT ... SELECT FROM unnest(...)`) or
+through `executemany` (SQLite, one C loop), with the inputs already serialised
+to JSON text by the validation step. The statements run on Django's own
+connection, so they join the caller's transaction. Every other column takes its
+model default, read from the model itself once per database, so a column another
+change adds is filled the way the ORM would fill it.
+
+On PostgreSQL the chunks go out in pipeline mode: the server inserts one chunk
+while Python validates the next, so a large batch costs about the larger of the
+two instead of their sum.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +30,10 @@ from django.utils import timezone
 
 from .models import JobDBModel
 
-#: Rows per INSERT on PostgreSQL (arrays, so no parameter limit applies).
-PG_CHUNK = 10_000
+#: Jobs per INSERT. Small enough that the first chunk reaches the server early (the
+#: rest are validated while it inserts), large enough that a statement's own cost
+#: (parse, plan, round trip) stays small beside its rows.
+CHUNK = 1_000
 #: The channel idle workers LISTEN on (djap_django.queue.postgres.CHANNEL; not imported
 #: from there because that module needs psycopg, which SQLite projects may not have).
 NOTIFY_CHANNEL = "djap_new_jobs"
@@ -49,19 +57,33 @@ _VARYING = ("name", "inputs", "priority", "max_attempts", "timeout", "run_after"
 _PG_TYPES = ("text", "text", "integer", "integer", "double precision", "timestamptz")
 
 
-def _constant_fields() -> list[Any]:
-    """Every other concrete column the INSERT must set (the ORM would set them too)."""
+@dataclass(frozen=True)
+class _Insert:
+    """What an INSERT of new jobs needs, worked out once per database alias."""
+
+    #: Concrete columns the INSERT sets to their model default (the ORM would too).
+    fields: tuple[Any, ...]
+    #: Their values prepared for the database, with created_at's slot left as None.
+    prepped: tuple[Any, ...]
+    created_at: int
+    sql: str
+    #: PostgreSQL: the same INSERT carrying its NOTIFY.
+    sql_notify: str
+
+
+_inserts: dict[tuple[str, str], _Insert] = {}
+
+
+def _constant_fields() -> tuple[Any, ...]:
     fields = []
     for field in JobDBModel._meta.concrete_fields:
-        if field.primary_key or field.attname in _VARYING:
-            continue
-        if field.has_db_default():
-            continue  # the database fills it
+        if field.primary_key or field.attname in _VARYING or field.has_db_default():
+            continue  # set per row, or filled by the database
         fields.append(field)
-    return fields
+    return tuple(fields)
 
 
-def _defaults(fields: list[Any], now: dt.datetime) -> list[Any]:
+def _defaults(fields: Iterable[Any], now: dt.datetime) -> list[Any]:
     """Python values of the constant columns for one row (fresh, for mutable defaults)."""
     values = []
     for field in fields:
@@ -74,37 +96,76 @@ def _defaults(fields: list[Any], now: dt.datetime) -> list[Any]:
     return values
 
 
-def enqueue(rows: list[NewRow], alias: str) -> list[JobDBModel]:
-    """Insert `rows` as new jobs and wake idle workers; all or none are written.
+def _insert_for(connection: Any) -> _Insert:
+    key = (connection.alias, connection.vendor)
+    found = _inserts.get(key)
+    if found is None:
+        found = _inserts[key] = _build_insert(connection)
+    return found
 
-    On PostgreSQL a batch that fits one statement is one round trip: the INSERT carries
-    its own NOTIFY, and outside a transaction it commits by itself. Inside the caller's
-    transaction it joins it, and the notification goes out when that commits.
+
+def _build_insert(connection: Any) -> _Insert:
+    fields = _constant_fields()
+    created_at = next(i for i, f in enumerate(fields) if f.attname == "created_at")
+    prepped = [
+        None if i == created_at else f.get_db_prep_save(v, connection)
+        for i, (f, v) in enumerate(zip(fields, _defaults(fields, timezone.now()), strict=True))
+    ]
+    table = connection.ops.quote_name(JobDBModel._meta.db_table)
+    const_cols = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    if connection.vendor == "postgresql":
+        const_vals = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
+        arrays = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
+        sql = (
+            f"INSERT INTO {table} "
+            f"(name, inputs, priority, max_attempts, timeout, run_after, {const_cols}) "
+            f"SELECT u.name, u.inputs::jsonb, u.priority, u.max_attempts, u.timeout, "
+            f"u.run_after, {const_vals} FROM unnest({arrays}) "
+            "AS u(name, inputs, priority, max_attempts, timeout, run_after) RETURNING id"
+        )
+        # NOTIFY inside the INSERT saves a round trip; PostgreSQL sends it on commit.
+        sql_notify = f"WITH ins AS ({sql}) SELECT ins.id FROM ins, (SELECT pg_notify(%s, '')) n"
+    else:
+        marks = ", ".join(["%s"] * (len(_VARYING) + len(fields)))
+        sql = f"INSERT INTO {table} ({', '.join(_VARYING)}, {const_cols}) VALUES ({marks})"
+        sql_notify = sql
+    return _Insert(fields, tuple(prepped), created_at, sql, sql_notify)
+
+
+def enqueue(batches: Iterable[list[NewRow]], alias: str) -> list[JobDBModel]:
+    """Insert the rows of `batches` as new jobs and wake idle workers; all or none are written.
+
+    `batches` may validate lazily: on PostgreSQL each batch is sent before the next is
+    asked for. A single batch is one statement, which carries its own NOTIFY and,
+    outside a transaction, commits by itself. Inside the caller's transaction the
+    rows join it, and the notification goes out when it commits.
     """
     connection = connections[alias]
-    if connection.vendor == "postgresql" and len(rows) <= PG_CHUNK:
-        return insert_rows(rows, alias, notify=True)
-    with transaction.atomic(using=alias):
-        out = insert_rows(rows, alias, notify=True)
-    return out
-
-
-def insert_rows(rows: list[NewRow], alias: str, notify: bool = False) -> list[JobDBModel]:
-    """Insert `rows` as new jobs in the current transaction; returns them with their pks."""
-    if not rows:
-        return []
-    connection = connections[alias]
-    fields = _constant_fields()
+    insert = _insert_for(connection)
     now = timezone.now()
-    consts = _defaults(fields, now)
-    prepped = [f.get_db_prep_save(v, connection) for f, v in zip(fields, consts, strict=True)]
-    if connection.vendor == "postgresql":
-        ids = _insert_postgres(connection, rows, fields, prepped, notify)
-    elif connection.vendor == "sqlite":
-        ids = _insert_sqlite(connection, rows, fields, prepped)
-    else:  # pragma: no cover - open_queue refuses other databases anyway
-        raise NotImplementedError(connection.vendor)
-    return _instances(rows, ids, fields, now, alias)
+    batches = iter(batches)
+    first = next(batches, [])
+    second = next(batches, None)
+    if second is None:
+        if not first:
+            return []
+        if connection.vendor == "postgresql":  # one statement: atomic by itself
+            return _instances(first, _insert_postgres(connection, insert, [first], now), now, alias)
+    with transaction.atomic(using=alias):
+        rest = itertools.chain([first], [] if second is None else [second], batches)
+        if connection.vendor == "postgresql":
+            rows: list[NewRow] = []
+            ids = _insert_postgres(connection, insert, _collect(rest, rows), now)
+        else:
+            rows = [row for batch in rest for row in batch]
+            ids = _insert_sqlite(connection, insert, rows, now)
+    return _instances(rows, ids, now, alias)
+
+
+def _collect(batches: Iterable[list[NewRow]], into: list[NewRow]) -> Iterator[list[NewRow]]:
+    for batch in batches:
+        into += batch
+        yield batch
 
 
 def _pg_array(values: list) -> str:
@@ -129,50 +190,58 @@ def _pg_array(values: list) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _insert_postgres(
-    connection: Any, rows: list[NewRow], fields: list[Any], prepped: list, notify: bool
-) -> list:
-    const_cols = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    const_vals = ", ".join(f"CAST(%s AS {f.db_type(connection)})" for f in fields)
-    arrays = ", ".join(f"%s::{t}[]" for t in _PG_TYPES)
-    sql = (
-        f"INSERT INTO {JobDBModel._meta.db_table} "
-        f"(name, inputs, priority, max_attempts, timeout, run_after, {const_cols}) "
-        f"SELECT u.name, u.inputs::jsonb, u.priority, u.max_attempts, u.timeout, u.run_after, "
-        f"{const_vals} FROM unnest({arrays}) "
-        "AS u(name, inputs, priority, max_attempts, timeout, run_after) RETURNING id"
+def _pg_params(insert: _Insert, chunk: list[NewRow], now: dt.datetime) -> list[Any]:
+    consts = list(insert.prepped)
+    consts[insert.created_at] = now
+    columns = (
+        [r.name for r in chunk],
+        [r.inputs_json for r in chunk],
+        [r.priority for r in chunk],
+        [r.max_attempts for r in chunk],
+        [r.timeout for r in chunk],
+        [r.run_after for r in chunk],
     )
-    # NOTIFY inside the (first) INSERT saves a round trip; PostgreSQL sends it on commit.
-    with_notify = f"WITH ins AS ({sql}) SELECT ins.id FROM ins, (SELECT pg_notify(%s, '')) AS n"
-    ids: list[int] = []
-    with connection.cursor() as cursor:
-        for lo in range(0, len(rows), PG_CHUNK):
-            chunk = rows[lo : lo + PG_CHUNK]
-            columns = [
-                [r.name for r in chunk],
-                [r.inputs_json for r in chunk],
-                [r.priority for r in chunk],
-                [r.max_attempts for r in chunk],
-                [r.timeout for r in chunk],
-                [r.run_after for r in chunk],
-            ]
-            # The constants come first in the statement text, then the arrays.
-            params = [*prepped, *map(_pg_array, columns)]
-            if notify and lo == 0:
-                cursor.execute(with_notify, [*params, NOTIFY_CHANNEL])
-            else:
-                cursor.execute(sql, params)
-            # Ids come from the sequence in insertion order (unnest's order), whatever
-            # order RETURNING lists them in: sorted, they line up with `chunk`.
-            ids += sorted(r[0] for r in cursor.fetchall())
-    return ids
+    # The constants come first in the statement text, then the arrays.
+    return [*consts, *map(_pg_array, columns)]
 
 
-def _insert_sqlite(connection: Any, rows: list[NewRow], fields: list[Any], prepped: list) -> list:
+def _insert_postgres(
+    connection: Any, insert: _Insert, batches: Iterable[list[NewRow]], now: dt.datetime
+) -> list[int]:
+    """Send one INSERT per batch, pipelined when there are several; their ids in order."""
+    batches = iter(batches)
+    first = next(batches)
+    second = next(batches, None)
+    if second is None:  # one statement: no pipeline to set up
+        with connection.cursor() as cursor:
+            cursor.execute(insert.sql_notify, [*_pg_params(insert, first, now), NOTIFY_CHANNEL])
+            return sorted(r[0] for r in cursor.fetchall())
+    connection.ensure_connection()
+    cursors = []
+    try:
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            for batch in itertools.chain([first, second], batches):
+                cursor = connection.cursor()
+                cursors.append(cursor)
+                if len(cursors) > 1:
+                    cursor.execute(insert.sql, _pg_params(insert, batch, now))
+                else:
+                    params = [*_pg_params(insert, batch, now), NOTIFY_CHANNEL]
+                    cursor.execute(insert.sql_notify, params)
+        # Ids come from the sequence in insertion order (unnest's order), whatever
+        # order RETURNING lists them in: sorted, they line up with the batch.
+        return [i for cursor in cursors for i in sorted(r[0] for r in cursor.fetchall())]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _insert_sqlite(
+    connection: Any, insert: _Insert, rows: list[NewRow], now: dt.datetime
+) -> list[int]:
     run_after = JobDBModel._meta.get_field("run_after")
-    cols = ", ".join(connection.ops.quote_name(c) for c in [*_VARYING, *(f.column for f in fields)])
-    marks = ", ".join(["%s"] * (len(_VARYING) + len(fields)))
-    sql = f"INSERT INTO {JobDBModel._meta.db_table} ({cols}) VALUES ({marks})"
+    consts = list(insert.prepped)
+    consts[insert.created_at] = insert.fields[insert.created_at].get_db_prep_save(now, connection)
     params = [
         (
             r.name,
@@ -181,12 +250,12 @@ def _insert_sqlite(connection: Any, rows: list[NewRow], fields: list[Any], prepp
             r.max_attempts,
             r.timeout,
             None if r.run_after is None else run_after.get_db_prep_save(r.run_after, connection),
-            *prepped,
+            *consts,
         )
         for r in rows
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(insert.sql, params)
         # SQLite has one writer, and this transaction holds the write lock: the rows got
         # consecutive rowids ending at the last one inserted.
         cursor.execute("SELECT last_insert_rowid()")
@@ -195,28 +264,23 @@ def _insert_sqlite(connection: Any, rows: list[NewRow], fields: list[Any], prepp
 
 
 def _instances(
-    rows: list[NewRow], ids: list[int], fields: list[Any], now: dt.datetime, alias: str
+    rows: list[NewRow], ids: list[int], now: dt.datetime, alias: str
 ) -> list[JobDBModel]:
     """JobDBModel objects for the inserted rows, built the way `from_db` builds them."""
     if len(ids) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} jobs but got {len(ids)} ids back")
+    fields = _constant_fields()
     attnames = [f.attname for f in JobDBModel._meta.concrete_fields]
-    position = {name: i for i, name in enumerate(attnames)}
-    template: list[Any] = [None] * len(attnames)
-    mutable = []
-    for field, value in zip(fields, _defaults(fields, now), strict=True):
-        template[position[field.attname]] = value
-        if field.has_default() and callable(field.default):
-            mutable.append((position[field.attname], field))
+    base = dict.fromkeys(attnames)
+    base.update(zip((f.attname for f in fields), _defaults(fields, now), strict=True))
+    # Callable defaults (errors=list) must not be shared between rows.
+    fresh = [(f.attname, f.get_default) for f in fields if f.has_default() and callable(f.default)]
     pk_name = JobDBModel._meta.pk.attname
     # Model.__init__ costs as much as the INSERT per row; without pre_init/post_init
     # receivers it does no more than fill __dict__ and _state, so do just that.
-    fast = not (
-        signals.pre_init.has_listeners(JobDBModel) or signals.post_init.has_listeners(JobDBModel)
-    )
-    base = dict(zip(attnames, template, strict=True))
-    mutable_names = [(attnames[at], field) for at, field in mutable]
-    new = object.__new__
+    if signals.pre_init.has_listeners(JobDBModel) or signals.post_init.has_listeners(JobDBModel):
+        return _instances_with_signals(rows, ids, base, fresh, alias)
+    new, state_cls = object.__new__, ModelState
     out = []
     for row, pk in zip(rows, ids, strict=True):
         values = base.copy()
@@ -227,18 +291,30 @@ def _instances(
         values["max_attempts"] = row.max_attempts
         values["timeout"] = row.timeout
         values["run_after"] = row.run_after
-        for name, field in mutable_names:
-            values[name] = field.get_default()
-        if fast:
-            obj = new(JobDBModel)
-            state = ModelState()
-            state.adding = False
-            state.db = alias
-            values["_state"] = state
-            obj.__dict__ = values
-        else:
-            obj = JobDBModel(*(values[name] for name in attnames))
-            obj._state.adding = False
-            obj._state.db = alias
+        for name, default in fresh:
+            values[name] = default()
+        state = state_cls()
+        state.adding = False
+        state.db = alias
+        values["_state"] = state
+        obj = new(JobDBModel)
+        obj.__dict__ = values
+        out.append(obj)
+    return out
+
+
+def _instances_with_signals(
+    rows: list[NewRow], ids: list[int], base: dict, fresh: list, alias: str
+) -> list[JobDBModel]:
+    """The same objects through Model.__init__, so pre_init/post_init receivers run."""
+    out = []
+    for row, pk in zip(rows, ids, strict=True):
+        values = dict(base, name=row.name, inputs=row.inputs, priority=row.priority)
+        values[JobDBModel._meta.pk.attname] = pk
+        values.update(max_attempts=row.max_attempts, timeout=row.timeout, run_after=row.run_after)
+        values.update((name, default()) for name, default in fresh)
+        obj = JobDBModel(**values)
+        obj._state.adding = False
+        obj._state.db = alias
         out.append(obj)
     return out

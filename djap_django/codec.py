@@ -162,6 +162,23 @@ def encode(job_name: str, cls: type, value: Any, what: str = "inputs") -> tuple[
     return data, text
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def as_stored(data: dict, text: str) -> dict:
+    """`data` as the database will hand it back: what `json.loads(text)` would give.
+
+    Most inputs are flat (strings, numbers, flags), and a copy of those is already
+    that; anything else takes the round trip through JSON (tuples become lists,
+    nested dataclasses dicts, and so on).
+    """
+    scalars = _SCALARS
+    for key, value in data.items():
+        if type(key) is not str or type(value) not in scalars:
+            return json.loads(text)
+    return dict(data)
+
+
 def decode(job_name: str, cls: type, data: Any, what: str = "inputs") -> Any:
     """Build `cls` from a dict read from the database, or say which field is wrong."""
     if not isinstance(data, dict):

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
@@ -134,23 +133,22 @@ def _as_job(job_or_class: Any) -> BaseJob:
 
 
 def _encode_inputs(job: BaseJob) -> Any:
-    text = _inputs_json(job)
-    return None if text is None else json.loads(text)
+    return _inputs_and_json(job)[0]
 
 
-def _inputs_json(job: BaseJob) -> str | None:
-    """The job's inputs as JSON text, checked against its Inputs; None if it has none."""
+def _inputs_and_json(job: BaseJob) -> tuple[Any, str | None]:
+    """The job's inputs as stored (JSON data) and as JSON text, checked against its Inputs."""
     cls, name = type(job), type(job).__name__
     if cls.Inputs is None:
         if job.inputs is not None:
             raise UnexpectedInputsError(
                 f"{name}: inputs were given ({job.inputs!r}) but {name} declares no Inputs"
             )
-        return None
+        return None, None
     if job.inputs is None:
         raise MissingInputsError(f"{name}: inputs are missing; {name} declares Inputs")
-    _, text = codec.encode(name, cls.Inputs, job.inputs)
-    return text
+    data, text = codec.encode(name, cls.Inputs, job.inputs)
+    return codec.as_stored(data, text), text
 
 
 def _run_after(value: dt.datetime | dt.timedelta | None) -> dt.datetime | None:
@@ -187,7 +185,7 @@ def create_new(job_or_class: Any) -> JobDBModel:
     """Enqueue one job (a class or an instance); joins the caller's transaction."""
     # The same raw INSERT as bulk_create_new: on PostgreSQL one round trip with its
     # NOTIFY, which is most of a single enqueue's latency.
-    (row,) = bulk.enqueue([new_row(job_or_class)], conf.database_alias())
+    (row,) = bulk.enqueue([[new_row(job_or_class)]], conf.database_alias())
     if isinstance(job_or_class, BaseJob):
         job_or_class.id = row.pk
     return row
@@ -201,11 +199,11 @@ def new_row(job_or_class: Any, defaults: tuple[int, float | None] | None = None)
     job = _as_job(job_or_class)
     cls = type(job)
     max_attempts, timeout = defaults or (conf.get("MAX_ATTEMPTS"), conf.get("TIMEOUT"))
-    inputs_json = _inputs_json(job)  # raises the same errors as create_new
+    inputs, inputs_json = _inputs_and_json(job)  # raises the same errors as create_new
     return bulk.NewRow(
         name=cls.__name__,
         inputs_json=inputs_json,
-        inputs=None if inputs_json is None else json.loads(inputs_json),
+        inputs=inputs,
         priority=job.priority_override if job.priority_override is not None else cls.priority,
         max_attempts=cls.max_attempts or max_attempts,
         timeout=cls.timeout if cls.timeout is not None else timeout,
@@ -217,9 +215,15 @@ def bulk_create_new(jobs: Iterable[Any]) -> list[JobDBModel]:
     """Enqueue many jobs in a few statements; all or none are written."""
     jobs = list(jobs)
     defaults = (conf.get("MAX_ATTEMPTS"), conf.get("TIMEOUT"))
-    new_rows = [new_row(job, defaults) for job in jobs]  # validate all before writing any
+
+    def validated() -> Iterator[list[bulk.NewRow]]:
+        # Chunk by chunk: PostgreSQL inserts one while the next is checked. A job that
+        # fails validation rolls back the chunks already sent, so none are written.
+        for lo in range(0, len(jobs), bulk.CHUNK):
+            yield [new_row(job, defaults) for job in jobs[lo : lo + bulk.CHUNK]]
+
     # Raw INSERTs with their NOTIFY (bulk.py): ORM bulk_create costs ~10x more per job.
-    rows = bulk.enqueue(new_rows, conf.database_alias())
+    rows = bulk.enqueue(validated(), conf.database_alias())
     for job, row in zip(jobs, rows, strict=True):
         if isinstance(job, BaseJob):
             job.id = row.pk

@@ -74,8 +74,8 @@ class JobDBModel(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    # Indexed in Meta.indexes: a field-level db_index would add a second, unused
-    # varchar_pattern_ops index on PostgreSQL, written on every status change.
+    # Not indexed: claims walk djap_job_ready and filter names on the way, and an index
+    # here would be written on every insert, claim and finish (see Meta.indexes).
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     inputs = models.JSONField(null=True, blank=True)
@@ -107,7 +107,13 @@ class JobDBModel(models.Model):
         related_name="jobs",
     )
     pipeline = models.ForeignKey(
-        PipelineDBModel, null=True, blank=True, on_delete=models.CASCADE, related_name="jobs"
+        PipelineDBModel,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="jobs",
+        # Indexed in Meta.indexes for pipeline steps only, not for every plain job.
+        db_index=False,
     )
     pipeline_step = models.IntegerField(null=True, blank=True)
     # The job whose finish created or readied this one (a fan-out branch's origin).
@@ -118,8 +124,10 @@ class JobDBModel(models.Model):
     class Meta:
         db_table = "djap_job"
         verbose_name = "job"
+        # Every index costs a write on each insert, and on each claim and finish too
+        # (a status change is never a HOT update). So each one is partial: a row is in
+        # an index only while some query needs to find it there.
         indexes = [
-            models.Index(fields=["name"], name="djap_job_name"),
             # The claim's hot path: only rows that can be claimed, in claim order.
             models.Index(
                 fields=["-priority", "id"], name="djap_job_ready", condition=Q(status="new")
@@ -127,7 +135,15 @@ class JobDBModel(models.Model):
             models.Index(
                 fields=["worker"], name="djap_job_running", condition=Q(status="in_progress")
             ),
-            models.Index(fields=["status", "finished_at"], name="djap_job_status_finished"),
+            # Finished rows, for prune, the failures list and throughput per minute.
+            models.Index(
+                fields=["status", "finished_at"],
+                name="djap_job_finished",
+                condition=Q(finished_at__isnull=False),
+            ),
+            models.Index(
+                fields=["pipeline"], name="djap_job_pipeline", condition=Q(pipeline__isnull=False)
+            ),
             # A finishing pipeline step finds its branch's next row by its parent.
             models.Index(
                 fields=["parent_id"], name="djap_job_parent", condition=Q(parent_id__isnull=False)

@@ -86,3 +86,30 @@ def test_enqueue_notifies_listening_workers_once_per_call():
         got = list(listener.notifies(timeout=2.0))
     # PostgreSQL folds identical notifications of one transaction into one.
     assert [n.channel for n in got] == [CHANNEL] * 3
+
+
+def test_a_bad_job_in_a_late_chunk_writes_none_of_the_earlier_chunks():
+    from djap_django import bulk
+    from djap_django.exceptions import InvalidInputsError
+
+    jobs = [RecordExecution.create(RecordExecution.Inputs(key=i)) for i in range(3 * bulk.CHUNK)]
+    jobs.append(RecordExecution.create({"key": "not a number"}))
+    with pytest.raises(InvalidInputsError, match="'key' must be int"):
+        djap.bulk_create_new(jobs)
+    assert JobDBModel.objects.count() == 0
+
+
+def test_a_failed_bulk_rolls_back_only_itself_inside_the_callers_transaction():
+    from djap_django import bulk
+    from djap_django.exceptions import InvalidInputsError
+
+    bad = [RecordExecution.create(RecordExecution.Inputs(key=i)) for i in range(2 * bulk.CHUNK)]
+    bad.append(RecordExecution.create({"key": "x"}))
+    with transaction.atomic():
+        kept = djap.create_new(JobWithSleep)
+        with pytest.raises(InvalidInputsError):
+            djap.bulk_create_new(bad)
+        later = djap.bulk_create_new([JobWithSleep.create() for _ in range(bulk.CHUNK + 1)])
+    assert JobDBModel.objects.count() == 1 + len(later)
+    assert JobDBModel.objects.filter(pk=kept.pk).exists()
+    assert not JobDBModel.objects.filter(name="RecordExecution").exists()
