@@ -265,6 +265,82 @@ def prune(
     raise typer.Exit(prune_command(older_than, status, batch_size, quiet))
 
 
+JobIdsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="JOB_ID", help="Job ids, as djap status lists them.", show_default=False
+    ),
+]
+
+
+def parse_job_ids(values: list[str] | None) -> list[int]:
+    """['12', '13'] -> [12, 13]; anything else is a one-line error naming it."""
+    ids = []
+    for value in values or []:
+        if not value.strip().isdigit():
+            raise CliError(f"{value!r} is not a job id (a whole number, as in djap status)")
+        ids.append(int(value))
+    return ids
+
+
+@app.command()
+def show(
+    job_ids: JobIdsArg = None,
+    json_out: Annotated[bool, typer.Option("--json", help="The job(s) as JSON.")] = False,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """A job's status, attempts, inputs, outputs and the traceback of its failures."""
+    ids = parse_job_ids(job_ids)
+    if not ids:
+        raise CliError("give the ids of the jobs to show")
+    setup_django(settings, pythonpath)
+    from .job_commands import show_command
+
+    raise typer.Exit(show_command(ids, json_out))
+
+
+@app.command()
+def retry(
+    job_ids: JobIdsArg = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Every failed job (oldest first).")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="With --failed: only the jobs of this name.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="With --failed: at most this many.")] = 1000,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Run failed or cancelled jobs again; a pipeline's failed step resumes its pipeline."""
+    ids = parse_job_ids(job_ids)
+    if name is not None and not failed:
+        raise CliError("--name goes with --failed (retry the failed jobs of that name)")
+    if not ids and not failed:
+        raise CliError("give job ids to retry, or --failed")
+    setup_django(settings, pythonpath)
+    from .job_commands import retry_command
+
+    raise typer.Exit(retry_command(ids, failed, name, limit))
+
+
+@app.command()
+def cancel(
+    job_ids: JobIdsArg = None,
+    settings: SettingsOpt = None,
+    pythonpath: PythonPathOpt = None,
+) -> None:
+    """Cancel jobs: at once while they wait, within about a second while they run."""
+    ids = parse_job_ids(job_ids)
+    if not ids:
+        raise CliError("give the ids of the jobs to cancel")
+    setup_django(settings, pythonpath)
+    from .job_commands import cancel_command
+
+    raise typer.Exit(cancel_command(ids))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
     try:
