@@ -69,6 +69,8 @@ class _Insert:
     sql: str
     #: PostgreSQL: the same INSERT carrying its NOTIFY.
     sql_notify: str
+    #: PostgreSQL: one row as plain VALUES, with its NOTIFY (create_new's latency).
+    sql_one: str = ""
 
 
 _inserts: dict[tuple[str, str], _Insert] = {}
@@ -124,12 +126,19 @@ def _build_insert(connection: Any) -> _Insert:
             "AS u(name, inputs, priority, max_attempts, timeout, run_after) RETURNING id"
         )
         # NOTIFY inside the INSERT saves a round trip; PostgreSQL sends it on commit.
-        sql_notify = f"WITH ins AS ({sql}) SELECT ins.id FROM ins, (SELECT pg_notify(%s, '')) n"
-    else:
-        marks = ", ".join(["%s"] * (len(_VARYING) + len(fields)))
-        sql = f"INSERT INTO {table} ({', '.join(_VARYING)}, {const_cols}) VALUES ({marks})"
-        sql_notify = sql
-    return _Insert(fields, tuple(prepped), created_at, sql, sql_notify)
+        notify = "WITH ins AS ({}) SELECT ins.id FROM ins, (SELECT pg_notify(%s, '')) n"
+        # Planning the unnest form costs a single row about 0.4 ms more than VALUES.
+        one = (
+            f"INSERT INTO {table} "
+            f"(name, inputs, priority, max_attempts, timeout, run_after, {const_cols}) "
+            f"VALUES (%s, %s::jsonb, %s, %s, %s, %s, {const_vals}) RETURNING id"
+        )
+        return _Insert(
+            fields, tuple(prepped), created_at, sql, notify.format(sql), notify.format(one)
+        )
+    marks = ", ".join(["%s"] * (len(_VARYING) + len(fields)))
+    sql = f"INSERT INTO {table} ({', '.join(_VARYING)}, {const_cols}) VALUES ({marks})"
+    return _Insert(fields, tuple(prepped), created_at, sql, sql)
 
 
 def enqueue(batches: Iterable[list[NewRow]], alias: str) -> list[JobDBModel]:
@@ -190,9 +199,14 @@ def _pg_array(values: list) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _pg_params(insert: _Insert, chunk: list[NewRow], now: dt.datetime) -> list[Any]:
+def _consts(insert: _Insert, now: dt.datetime) -> list[Any]:
     consts = list(insert.prepped)
     consts[insert.created_at] = now
+    return consts
+
+
+def _pg_params(insert: _Insert, chunk: list[NewRow], now: dt.datetime) -> list[Any]:
+    consts = _consts(insert, now)
     columns = (
         [r.name for r in chunk],
         [r.inputs_json for r in chunk],
@@ -213,8 +227,14 @@ def _insert_postgres(
     first = next(batches)
     second = next(batches, None)
     if second is None:  # one statement: no pipeline to set up
+        if len(first) == 1:
+            (row,) = first
+            varying = [row.name, row.inputs_json, row.priority, row.max_attempts, row.timeout]
+            sql, params = insert.sql_one, [*varying, row.run_after, *_consts(insert, now)]
+        else:
+            sql, params = insert.sql_notify, _pg_params(insert, first, now)
         with connection.cursor() as cursor:
-            cursor.execute(insert.sql_notify, [*_pg_params(insert, first, now), NOTIFY_CHANNEL])
+            cursor.execute(sql, [*params, NOTIFY_CHANNEL])
             return sorted(r[0] for r in cursor.fetchall())
     connection.ensure_connection()
     cursors = []
