@@ -1,0 +1,48 @@
+"""Index changes that do not stop the queue while a migration runs.
+
+A plain CREATE INDEX on a job table of millions of rows blocks every insert, claim
+and finish until it is built. On PostgreSQL these build and drop the index
+CONCURRENTLY instead, so workers and enqueues go on during a deploy; elsewhere
+they are Django's AddIndex and RemoveIndex. A migration using them sets
+`atomic = False`, as CONCURRENTLY cannot run inside a transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+
+
+def _concurrently(schema_editor: Any) -> dict[str, bool]:
+    return {"concurrently": True} if schema_editor.connection.vendor == "postgresql" else {}
+
+
+class AddIndexWithoutLocking(migrations.AddIndex):
+    """AddIndex, built CONCURRENTLY on PostgreSQL."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.add_index(model, self.index, **_concurrently(schema_editor))
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            schema_editor.remove_index(model, self.index, **_concurrently(schema_editor))
+
+
+class RemoveIndexWithoutLocking(migrations.RemoveIndex):
+    """RemoveIndex, dropped CONCURRENTLY on PostgreSQL."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = from_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            index = from_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+            schema_editor.remove_index(model, index, **_concurrently(schema_editor))
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if self.allow_migrate_model(schema_editor.connection.alias, model):
+            index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
+            schema_editor.add_index(model, index, **_concurrently(schema_editor))
