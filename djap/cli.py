@@ -341,6 +341,14 @@ def cancel(
     raise typer.Exit(cancel_command(ids))
 
 
+def _command_path(argv: list[str] | None) -> str:
+    """'djap prune' for `djap prune ...`: errors name the command, as click's own do."""
+    args = sys.argv[1:] if argv is None else argv
+    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    first = next((a for a in args if not a.startswith("-")), None)
+    return f"djap {first}" if first in commands else "djap"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: usage errors are one line on stderr and exit code 2, never a traceback."""
     try:
@@ -350,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{command}: error: {exc.format_message()}", file=sys.stderr)
         sys.exit(2)
     except CliError as exc:
-        print(f"djap: error: {exc}", file=sys.stderr)
+        print(f"{_command_path(argv)}: error: {exc}", file=sys.stderr)
         sys.exit(2)
     # typer's own classes: the click copy inside newer typer has no Exit/Abort of its own, and
     # naming a missing attribute here would hide the real error behind an AttributeError.

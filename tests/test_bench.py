@@ -88,7 +88,7 @@ def test_bench_table_says_whether_every_job_ran_once(procs):
 def test_bench_rejects_an_unknown_job_kind_in_one_line(procs):
     result = procs.run("bench", "--job", "fast")
     assert result.returncode == 2
-    assert result.stderr.strip() == "djap: error: --job must be noop or sleep, not 'fast'"
+    assert result.stderr.strip() == "djap bench: error: --job must be noop or sleep, not 'fast'"
     assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()
 
 

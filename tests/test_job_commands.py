@@ -71,12 +71,12 @@ def test_retry_failed_takes_every_failed_job_of_a_name(procs):
 def test_retry_and_cancel_usage_mistakes_are_one_line(procs):
     nothing = procs.run("retry")
     assert nothing.returncode == 2
-    assert nothing.stderr.strip() == "djap: error: give job ids to retry, or --failed"
+    assert nothing.stderr.strip() == "djap retry: error: give job ids to retry, or --failed"
     name_alone = procs.run("retry", "--name", "FailingJob")
     assert name_alone.returncode == 2 and "--name goes with --failed" in name_alone.stderr
     not_a_number = procs.run("cancel", "seven")
     assert not_a_number.returncode == 2
-    assert not_a_number.stderr.startswith("djap: error: 'seven' is not a job id")
+    assert not_a_number.stderr.startswith("djap cancel: error: 'seven' is not a job id")
     no_ids = procs.run("show")
     assert no_ids.returncode == 2 and "give the ids of the jobs to show" in no_ids.stderr
 

@@ -56,7 +56,7 @@ def test_prune_bad_input_is_one_line_and_deletes_nothing(procs):
     bad_age = procs.run("prune", "--older-than", "7x")
     assert bad_age.returncode == 2
     assert bad_age.stderr.strip() == (
-        "djap: error: --older-than: '7x' is not a duration like 7d, 12h, 30m, 90s or 2w"
+        "djap prune: error: --older-than: '7x' is not a duration like 7d, 12h, 30m, 90s or 2w"
     )
     bad_status = procs.run("prune", "--older-than", "7d", "--status", "done,running")
     assert bad_status.returncode == 2

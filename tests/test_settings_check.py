@@ -80,7 +80,7 @@ def test_djap_work_refuses_to_start_with_a_bad_setting(subprocess_env, tmp_path)
     )
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        "djap: error: Unknown DJAP setting 'MAX_ATEMPTS' (Did you mean 'MAX_ATTEMPTS'?)"
+        "djap work: error: Unknown DJAP setting 'MAX_ATEMPTS' (Did you mean 'MAX_ATTEMPTS'?)"
     )
 
 
