@@ -2,13 +2,15 @@
 
 The admin does the same with a mouse; these are for the operator who reads a
 failure in `djap status` or a log line and wants its traceback, or wants it run
-again, without opening a Python shell. Each command reports every id it was given
-and exits 1 if any of them could not be done, naming why.
+again, without opening a Python shell. Each command reports every id it was given,
+what it did on stdout and what it could not do on stderr, and exits 1 if any of
+them could not be done, naming why.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -116,7 +118,7 @@ def retry_command(job_ids: list[int], failed: bool, name: str | None, limit: int
             row = retry_job(job_id)
         except JobNotRetryableError as exc:
             problems += 1
-            print(f"djap retry: {exc}")
+            print(f"djap retry: {exc}", file=sys.stderr)
             continue
         print(f"job {row.pk} ({row.name}) is {row.status} again")
     return 1 if problems else 0
@@ -132,11 +134,14 @@ def cancel_command(job_ids: list[int]) -> int:
             cancelled = cancel(job_id)
         except JobDBModel.DoesNotExist:
             problems += 1
-            print(f"djap cancel: no job with id {job_id}")
+            print(f"djap cancel: no job with id {job_id}", file=sys.stderr)
             continue
         if cancelled:
             print(f"job {job_id} cancelled")
         else:
             problems += 1
-            print(f"djap cancel: job {job_id} had already finished; nothing to cancel")
+            print(
+                f"djap cancel: job {job_id} had already finished; nothing to cancel",
+                file=sys.stderr,
+            )
     return 1 if problems else 0

@@ -50,7 +50,7 @@ def test_retry_puts_failed_jobs_back_and_refuses_the_rest(procs):
     result = procs.run("retry", str(failed.pk), str(waiting.pk))
     assert result.returncode == 1
     assert f"job {failed.pk} (FailingJob) is new again" in result.stdout
-    assert f"job {waiting.pk} (JobWithSleep) is new; only failed or cancelled" in result.stdout
+    assert f"job {waiting.pk} (JobWithSleep) is new; only failed or cancelled" in result.stderr
     failed.refresh_from_db()
     assert (failed.status, failed.attempts) == ("new", 0)
 
@@ -87,7 +87,7 @@ def test_cancel_marks_a_waiting_job_and_reports_finished_ones(procs):
     result = procs.run("cancel", str(waiting.pk), str(finished.pk), "999999")
     assert result.returncode == 1
     assert f"job {waiting.pk} cancelled" in result.stdout
-    assert f"job {finished.pk} had already finished" in result.stdout
-    assert "no job with id 999999" in result.stdout
+    assert f"job {finished.pk} had already finished" in result.stderr
+    assert "no job with id 999999" in result.stderr
     assert JobDBModel.objects.get(pk=waiting.pk).status == "cancelled"
     assert JobDBModel.objects.get(pk=finished.pk).status == "failed"
