@@ -199,9 +199,11 @@ def _check_join_inputs(where: str, job: type[BaseJob]) -> None:
 FINISH_ATTEMPTS = 5
 
 
-def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> None:
+def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
     """Write a pipeline step's outcome and ready its successors in one transaction.
 
+    Returns the outcome as written: `failed`, with the reason, when the step's results
+    do not fit the next step; None if the job was no longer ours to finish.
     Safe to repeat: the write is guarded by this worker holding the row, so after
     a lost connection the retry applies it once or finds it already applied.
     """
@@ -209,8 +211,7 @@ def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> None:
     for attempt in range(1, FINISH_ATTEMPTS + 1):
         try:
             with transaction.atomic(using=alias):
-                _finish(alias, worker_id, claimed, outcome)
-            return
+                return _finish(alias, worker_id, claimed, outcome)
         except (OperationalError, InterfaceError) as exc:
             if attempt == FINISH_ATTEMPTS:
                 raise
@@ -225,7 +226,7 @@ def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> None:
             time.sleep(min(5.0, 0.1 * 2**attempt))
 
 
-def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> None:
+def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
     # Lock order, here and everywhere: the pipeline row first, then job rows.
     pipeline = (
         PipelineDBModel.objects.using(alias)
@@ -241,7 +242,7 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
     )
     if row is None:
         # The job was rescued from us (we looked dead); whoever holds it now finishes it.
-        return
+        return None
     status, error, items = outcome.status, outcome.error, []
     pipeline_cls = get_pipeline(pipeline.name) if pipeline is not None else None
     if status == Status.DONE and pipeline is not None:
@@ -281,8 +282,13 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
             "finished_at",
         ],
     )
+    written = (
+        outcome
+        if status == outcome.status
+        else dataclasses.replace(outcome, status=status, error=error)
+    )
     if pipeline is None:
-        return
+        return written
     if status == Status.DONE:
         moved = pipeline_flow.advance(alias, pipeline, pipeline_cls.steps, row, items)
         if moved == pipeline_flow.READIED:
@@ -293,6 +299,7 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
         pipeline_flow.fail(alias, pipeline)
     elif status == Status.CANCELLED:
         step_cancelled(pipeline)
+    return written
 
 
 def fail_pipelines_of_failed_jobs() -> int:

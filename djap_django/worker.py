@@ -276,20 +276,13 @@ class Worker:
             if self._sync_executor is None:
                 self._sync_executor = SyncPool(self.concurrency)
             outcome = await execute(claimed, self._sync_executor)
-            if outcome.status == "failed":
-                self.stats.failed += 1
-                logger.warning(
-                    "job %s %s failed: %s",
-                    claimed.id,
-                    claimed.name,
-                    outcome.error.strip().splitlines()[-1] if outcome.error else "",
-                    extra={"job_id": claimed.id, "job_name": claimed.name},
-                )
-            elif outcome.status == "done":
-                self.stats.done += 1
             if claimed.pipeline_id is not None:
-                await self._finish_pipeline_step(claimed, outcome)
+                # Counted as written: a done step whose results do not fit the next is failed.
+                written = await self._finish_pipeline_step(claimed, outcome)
+                if written is not None:
+                    self._count(claimed, written)
             else:
+                self._count(claimed, outcome)
                 self._unflushed.add(claimed.id)
                 await self.completer.add(outcome)
         except asyncio.CancelledError:
@@ -305,12 +298,25 @@ class Worker:
             self._running.pop(claimed.id, None)
             self._slot_free.set()
 
-    async def _finish_pipeline_step(self, claimed: ClaimedJob, outcome: Outcome) -> None:
+    def _count(self, claimed: ClaimedJob, outcome: Outcome) -> None:
+        if outcome.status == "failed":
+            self.stats.failed += 1
+            logger.warning(
+                "job %s %s failed: %s",
+                claimed.id,
+                claimed.name,
+                outcome.error.strip().splitlines()[-1] if outcome.error else "",
+                extra={"job_id": claimed.id, "job_name": claimed.name},
+            )
+        elif outcome.status == "done":
+            self.stats.done += 1
+
+    async def _finish_pipeline_step(self, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
         # Pipeline steps finish in one Django transaction with their successors, so a
         # crash between "this step done" and "next step ready" cannot happen.
         from .pipelines import finish_step
 
-        await self.db.call_django(
+        return await self.db.call_django(
             "finish pipeline step",
             sync_to_async(finish_step, thread_sensitive=True),
             self.worker_id,

@@ -27,6 +27,7 @@ from tests.testapp.models import Execution
 from tests.testapp.pipelines import (
     ChainOfThree,
     FailInTheMiddle,
+    OutputsDoNotFit,
     SquareAndSum,
     SquareTwiceAndSum,
 )
@@ -99,6 +100,18 @@ async def test_a_chain_of_three_passes_results_along():
     assert rows[1].inputs == {"n": 5} and rows[2].inputs == {"n": 10}
     assert rows[2].outputs == {"n": 11}
     assert await status_of(pipeline) == "done"
+
+
+async def test_results_that_do_not_fit_the_next_step_fail_the_step_and_count_as_failed():
+    pipeline = await OutputsDoNotFit.atrigger(DoubleIt.Inputs(n=2))
+    stats = await djap.run_num_jobs(max_num_workers=2, timeout=30, num_jobs=1)
+    # The job itself ran fine; its finish found the next step cannot take its outputs.
+    assert (stats.done, stats.failed) == (0, 1)
+    first, second = await jobs_of(pipeline)
+    assert first.status == "failed" and "outputs do not fit the next step" in first.error
+    assert first.errors[-1]["error"] == first.error
+    assert second.status != "done" and second.attempts == 0
+    assert await status_of(pipeline) == "failed"
 
 
 async def test_a_failure_in_the_middle_fails_the_pipeline_and_the_last_step_never_runs(

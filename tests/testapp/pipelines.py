@@ -37,3 +37,9 @@ class SquareTwiceAndSum(Pipeline):
 
 class SurviveAKill(Pipeline):
     jobs = [CountChars, HangFirstAttempt, AddOne]
+
+
+class OutputsDoNotFit(Pipeline):
+    """DoubleIt's outputs ({"n": ...}) are not CountChars' inputs ({"text": ...})."""
+
+    jobs = [DoubleIt, CountChars]
