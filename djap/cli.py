@@ -273,13 +273,18 @@ JobIdsArg = Annotated[
 ]
 
 
-def parse_job_ids(values: list[str] | None) -> list[int]:
-    """['12', '13'] -> [12, 13]; anything else is a one-line error naming it."""
+def parse_job_ids(values: list[str] | None, needed_to: str | None = None) -> list[int]:
+    """['12', '13'] -> [12, 13]; anything else is a one-line error naming it.
+
+    With `needed_to` ("show"), no ids at all is an error too.
+    """
     ids = []
     for value in values or []:
         if not value.strip().isdigit():
             raise CliError(f"{value!r} is not a job id (a whole number, as in djap status)")
         ids.append(int(value))
+    if needed_to and not ids:
+        raise CliError(f"give the ids of the jobs to {needed_to}")
     return ids
 
 
@@ -291,9 +296,7 @@ def show(
     pythonpath: PythonPathOpt = None,
 ) -> None:
     """A job's status, attempts, inputs, outputs and the traceback of its failures."""
-    ids = parse_job_ids(job_ids)
-    if not ids:
-        raise CliError("give the ids of the jobs to show")
+    ids = parse_job_ids(job_ids, needed_to="show")
     setup_django(settings, pythonpath)
     from .job_commands import show_command
 
@@ -332,9 +335,7 @@ def cancel(
     pythonpath: PythonPathOpt = None,
 ) -> None:
     """Cancel jobs: at once while they wait, within about a second while they run."""
-    ids = parse_job_ids(job_ids)
-    if not ids:
-        raise CliError("give the ids of the jobs to cancel")
+    ids = parse_job_ids(job_ids, needed_to="cancel")
     setup_django(settings, pythonpath)
     from .job_commands import cancel_command
 

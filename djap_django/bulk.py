@@ -159,7 +159,8 @@ def enqueue(batches: Iterable[list[NewRow]], alias: str) -> list[JobDBModel]:
         if not first:
             return []
         if connection.vendor == "postgresql":  # one statement: atomic by itself
-            return _instances(first, _insert_postgres(connection, insert, [first], now), now, alias)
+            ids = _insert_postgres(connection, insert, [first], now)
+            return _instances(first, ids, insert, now, alias)
     with transaction.atomic(using=alias):
         rest = itertools.chain([first], [] if second is None else [second], batches)
         if connection.vendor == "postgresql":
@@ -168,7 +169,7 @@ def enqueue(batches: Iterable[list[NewRow]], alias: str) -> list[JobDBModel]:
         else:
             rows = [row for batch in rest for row in batch]
             ids = _insert_sqlite(connection, insert, rows, now)
-    return _instances(rows, ids, now, alias)
+    return _instances(rows, ids, insert, now, alias)
 
 
 def _collect(batches: Iterable[list[NewRow]], into: list[NewRow]) -> Iterator[list[NewRow]]:
@@ -284,12 +285,12 @@ def _insert_sqlite(
 
 
 def _instances(
-    rows: list[NewRow], ids: list[int], now: dt.datetime, alias: str
+    rows: list[NewRow], ids: list[int], insert: _Insert, now: dt.datetime, alias: str
 ) -> list[JobDBModel]:
     """JobDBModel objects for the inserted rows, built the way `from_db` builds them."""
     if len(ids) != len(rows):
         raise RuntimeError(f"inserted {len(rows)} jobs but got {len(ids)} ids back")
-    fields = _constant_fields()
+    fields = insert.fields
     attnames = [f.attname for f in JobDBModel._meta.concrete_fields]
     base = dict.fromkeys(attnames)
     base.update(zip((f.attname for f in fields), _defaults(fields, now), strict=True))

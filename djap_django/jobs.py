@@ -132,10 +132,6 @@ def _as_job(job_or_class: Any) -> BaseJob:
     return job
 
 
-def _encode_inputs(job: BaseJob) -> Any:
-    return _inputs_and_json(job)[0]
-
-
 def _inputs_and_json(job: BaseJob) -> tuple[Any, str | None]:
     """The job's inputs as stored (JSON data) and as JSON text, checked against its Inputs."""
     cls, name = type(job), type(job).__name__
@@ -159,16 +155,15 @@ def _run_after(value: dt.datetime | dt.timedelta | None) -> dt.datetime | None:
 
 def build_row(job_or_class: Any, **extra: Any) -> JobDBModel:
     """Validate a job and return its unsaved row; raises before anything is written."""
-    job = _as_job(job_or_class)
-    cls = type(job)
+    row = new_row(job_or_class)
     return JobDBModel(
-        name=cls.__name__,
+        name=row.name,
         status=JobDBModel.Status.NEW,
-        inputs=_encode_inputs(job),
-        priority=job.priority_override if job.priority_override is not None else cls.priority,
-        run_after=_run_after(job.run_after),
-        max_attempts=cls.max_attempts or conf.get("MAX_ATTEMPTS"),
-        timeout=cls.timeout if cls.timeout is not None else conf.get("TIMEOUT"),
+        inputs=row.inputs,
+        priority=row.priority,
+        run_after=row.run_after,
+        max_attempts=row.max_attempts,
+        timeout=row.timeout,
         **extra,
     )
 
@@ -192,7 +187,7 @@ def create_new(job_or_class: Any) -> JobDBModel:
 
 
 def new_row(job_or_class: Any, defaults: tuple[int, float | None] | None = None) -> bulk.NewRow:
-    """Validate a job as build_row does, keeping its inputs as JSON text for bulk.py.
+    """Validate a job: its varying columns, inputs both as data and as JSON text.
 
     `defaults` is (MAX_ATTEMPTS, TIMEOUT) read once for a whole batch.
     """

@@ -228,23 +228,28 @@ class PostgresQueue:
         return [ClaimedJob(*row) for row in await cur.fetchall()]
 
     async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
-        plain = [o.job_id for o in outcomes if _is_plain_done(o)]
+        plain: list[int] = []
+        rest: list[Outcome] = []
+        for o in outcomes:
+            if _is_plain_done(o):
+                plain.append(o.job_id)
+            else:
+                rest.append(o)
         if plain:
             # The common case needs only ids: one array literal built by str.join, where
             # psycopg would adapt five lists element by element in Python.
             ids = "{" + ",".join(map(str, plain)) + "}"
             await self._finish_conn.execute(_FINISH_DONE, (ids, worker_id))
-            if len(plain) == len(outcomes):
-                return
-            outcomes = [o for o in outcomes if not _is_plain_done(o)]
+        if not rest:
+            return
         await self._finish_conn.execute(
             _FINISH,
             (
-                [o.job_id for o in outcomes],
-                [o.status for o in outcomes],
-                [o.outputs_json for o in outcomes],
-                [o.error for o in outcomes],
-                [o.run_after for o in outcomes],
+                [o.job_id for o in rest],
+                [o.status for o in rest],
+                [o.outputs_json for o in rest],
+                [o.error for o in rest],
+                [o.run_after for o in rest],
                 worker_id,
             ),
         )
