@@ -33,6 +33,10 @@ BENCH_GROUP = "djap-bench"
 ENQUEUE_CHUNK = 5000
 #: Seconds between polls of the marker file while draining.
 POLL_S = 0.02
+#: The jobs `--job` names: the bench job class of each.
+JOB_KINDS = ("noop", "sleep", "orm", "orm-sync")
+#: Seconds between samples of the server's connection count while draining.
+CONNECTION_SAMPLE_S = 0.05
 
 
 @dataclass
@@ -43,6 +47,11 @@ class BenchOptions:
     job: str = "noop"
     #: How long each `sleep` job sleeps.
     sleep_s: float = 1.0
+    #: How long the ORM jobs' query takes on the server (seconds).
+    query_s: float = 0.005
+    #: The ORM ceilings: this many threads (and connections), for this many seconds.
+    ceiling_threads: int = 20
+    ceiling_s: float = 5.0
     #: Single enqueues into idle workers for the latency figures (0: skip).
     latency_jobs: int = 50
     latency_gap_s: float = 0.02
@@ -243,8 +252,10 @@ def _cleanup(alias: str, names: list[str], pids: list[int]) -> None:
 
 def _enqueue(opts: BenchOptions, progress: Any) -> float:
     """Bulk-enqueue the drain's jobs; returns the seconds it took."""
-    from djap_django.benchjobs import DjapBenchNoop, DjapBenchSleep
+    from djap_django.benchjobs import DjapBenchNoop, DjapBenchOrm, DjapBenchOrmSync, DjapBenchSleep
     from djap_django.jobs import bulk_create_new
+
+    orm_cls = {"orm": DjapBenchOrm, "orm-sync": DjapBenchOrmSync}.get(opts.job)
 
     task = progress.add_task("enqueue", total=opts.jobs, rate="")
     started = time.perf_counter()
@@ -254,6 +265,10 @@ def _enqueue(opts: BenchOptions, progress: Any) -> float:
             batch = [
                 DjapBenchSleep.create(DjapBenchSleep.Inputs(i=i, seconds=opts.sleep_s))
                 for i in range(lo, hi)
+            ]
+        elif orm_cls is not None:
+            batch = [
+                orm_cls.create(orm_cls.Inputs(i=i, query_s=opts.query_s)) for i in range(lo, hi)
             ]
         else:
             batch = [DjapBenchNoop.create(DjapBenchNoop.Inputs(i=i)) for i in range(lo, hi)]
@@ -298,8 +313,8 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
 
     from djap_django import benchjobs, conf
 
-    if opts.job not in ("noop", "sleep"):
-        raise CliError(f"--job must be noop or sleep, not {opts.job!r}")
+    if opts.job not in JOB_KINDS:
+        raise CliError(f"--job must be one of {', '.join(JOB_KINDS)}, not {opts.job!r}")
     alias = conf.database_alias()
     names = benchjobs.NAMES
     vendor = connections[alias].vendor
@@ -360,12 +375,21 @@ def _run(
     from djap_django import benchjobs
     from djap_django.models import WorkerDBModel
 
-    with tempfile.TemporaryDirectory(prefix="djap-bench-") as tmp:
+    from . import bench_orm
+
+    orm = opts.job in ("orm", "orm-sync")
+    with tempfile.TemporaryDirectory(prefix="djap-bench-") as tmp, contextlib.ExitStack() as stack:
         marks = Path(tmp) / "marks"
         env = dict(os.environ, **{benchjobs.MARKS_ENV: str(marks), "PYTHONUNBUFFERED": "1"})
         workers: _Workers | None = None
+        ceilings: dict[str, Any] | None = None
+        connections: dict[str, Any] | None = None
         try:
             _cleanup(alias, names, [])  # rows left by a bench that was killed
+            if orm:
+                stack.enter_context(bench_orm.bench_table(alias))
+                ceilings = bench_orm.run_ceilings(opts, vendor, env)
+                bench_orm.empty_bench_table(alias)
             with _progress(show_progress) as progress:
                 enqueue_s = _enqueue(opts, progress)
 
@@ -386,8 +410,16 @@ def _run(
                     elapsed = time.time() - t0
                     progress.update(drain, completed=done, rate=f"{done / elapsed:,.0f} jobs/s")
 
-                _wait_for(workers, counter, opts.jobs, deadline, on_poll)
-                _wait_rows_finished(alias, names, workers, deadline)
+                with contextlib.ExitStack() as sampling:
+                    sampler = None
+                    if orm and vendor == "postgresql":
+                        sampler = sampling.enter_context(
+                            bench_orm.ConnectionSampler(alias, CONNECTION_SAMPLE_S)
+                        )
+                    _wait_for(workers, counter, opts.jobs, deadline, on_poll)
+                    _wait_rows_finished(alias, names, workers, deadline)
+                if sampler is not None:
+                    connections = sampler.figures()
                 t1 = time.time()
                 cpu1 = workers.cpu_s()
                 rss_end = workers.rss()
@@ -445,6 +477,13 @@ def _run(
     }
     if opts.job == "sleep":
         result["max_in_flight"] = max_in_flight(drain_marks, opts.sleep_s)
+    if ceilings is not None:
+        result["query_ms"] = round(opts.query_s * 1000, 3)
+        result["ceiling"] = ceilings
+        result["drain_vs_body_ceiling"] = round(
+            result["drain_steady_jobs_per_s"] / max(1e-9, ceilings["body_per_s"]), 3
+        )
+        result["worker_connections"] = connections
     result["all_ran_once"] = (
         checks["executions"] == expected
         and checks["unique"] == expected
@@ -525,6 +564,8 @@ def render(result: dict[str, Any]) -> Any:
     ]
     if "max_in_flight" in result:
         rows.append(("sleeping jobs in flight (max)", f"{result['max_in_flight']:,}"))
+    if "ceiling" in result:
+        rows += _ceiling_rows(result)
     rows += [
         (
             "executions / unique / duplicates / missing",
@@ -536,6 +577,23 @@ def render(result: dict[str, Any]) -> Any:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _ceiling_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
+    ceiling = result["ceiling"]
+    n = ceiling["threads"]
+    rows = [
+        (f"the body alone on {n} threads, no queue", f"{ceiling['body_per_s']:,.0f} bodies/s"),
+        ("drain, steady / the body alone", f"{result['drain_vs_body_ceiling']:.2f}x"),
+    ]
+    if "psycopg_per_s" in ceiling:
+        rows.append((f"the 2 statements, psycopg x {n}", f"{ceiling['psycopg_per_s']:,.0f} /s"))
+        if ceiling.get("pgbench_tps") is not None:
+            rows.append((f"the 2 statements, pgbench -c {n}", f"{ceiling['pgbench_tps']:,.0f} tps"))
+    conns = result.get("worker_connections")
+    if conns and conns["max"] is not None:
+        rows.append(("connections held by workers max/p50", f"{conns['max']} / {conns['p50']}"))
+    return rows
 
 
 def worker_main(argv: list[str] | None = None) -> None:

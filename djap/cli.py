@@ -98,8 +98,23 @@ def bench(
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue and drain.")] = 10_000,
     procs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     concurrency: Annotated[int, typer.Option(min=1, help="asyncio tasks per process.")] = 100,
-    job: Annotated[str, typer.Option(help="noop, or sleep (asyncio.sleep each).")] = "noop",
+    job: Annotated[
+        str,
+        typer.Option(
+            help="noop; sleep (asyncio.sleep each); orm (async ORM: one insert, one query); "
+            "orm-sync (the same as def run)."
+        ),
+    ] = "noop",
     sleep: Annotated[float, typer.Option(min=0, help="Seconds each sleep job sleeps.")] = 1.0,
+    query_ms: Annotated[
+        float, typer.Option(min=0, help="orm jobs: milliseconds their query takes on the server.")
+    ] = 5.0,
+    ceiling_threads: Annotated[
+        int, typer.Option(min=1, help="orm jobs: threads (connections) of the no-queue ceiling.")
+    ] = 20,
+    ceiling_seconds: Annotated[
+        float, typer.Option(min=0.5, help="orm jobs: seconds each ceiling is measured.")
+    ] = 5.0,
     latency_jobs: Annotated[
         int, typer.Option(min=0, help="Single enqueues into idle workers for latency.")
     ] = 50,
@@ -118,6 +133,9 @@ def bench(
         concurrency=concurrency,
         job=job,
         sleep_s=sleep,
+        query_s=query_ms / 1000,
+        ceiling_threads=ceiling_threads,
+        ceiling_s=ceiling_seconds,
         latency_jobs=latency_jobs,
         timeout_s=timeout,
         settings=settings,

@@ -11,6 +11,8 @@ import os
 import signal
 
 import psutil
+import pytest
+from django.db import connection
 
 import djap
 from djap.bench import max_in_flight, percentile, verify
@@ -18,7 +20,7 @@ from djap_django.models import JobDBModel, WorkerDBModel
 from tests.conftest import wait_until
 from tests.testapp.jobs import RecordExecution
 
-BENCH_NAMES = ["DjapBenchNoop", "DjapBenchSleep"]
+BENCH_NAMES = ["DjapBenchNoop", "DjapBenchSleep", "DjapBenchOrm", "DjapBenchOrmSync"]
 
 
 def _bench_json(procs, *args: str) -> dict:
@@ -88,8 +90,44 @@ def test_bench_table_says_whether_every_job_ran_once(procs):
 def test_bench_rejects_an_unknown_job_kind_in_one_line(procs):
     result = procs.run("bench", "--job", "fast")
     assert result.returncode == 2
-    assert result.stderr.strip() == "djap bench: error: --job must be noop or sleep, not 'fast'"
+    assert result.stderr.strip() == (
+        "djap bench: error: --job must be one of noop, sleep, orm, orm-sync, not 'fast'"
+    )
     assert not JobDBModel.objects.filter(name__in=BENCH_NAMES).exists()
+
+
+@pytest.mark.parametrize("job", ["orm", "orm-sync"])
+def test_orm_bench_runs_real_orm_jobs_beside_its_ceiling_and_drops_its_table(procs, job):
+    out = _bench_json(
+        procs,
+        "--job",
+        job,
+        "--jobs",
+        "60",
+        "--query-ms",
+        "2",
+        "--ceiling-threads",
+        "3",
+        "--ceiling-seconds",
+        "0.5",
+        "--latency-jobs",
+        "2",
+    )
+    assert out["all_ran_once"] is True and out["rows"] == {"done": 62}
+    assert out["query_ms"] == 2.0
+    ceiling = out["ceiling"]
+    assert ceiling["threads"] == 3
+    assert ceiling["body"] == ("async-tasks" if job == "orm" else "sync-threads")
+    assert ceiling["body_per_s"] > 0
+    assert out["drain_vs_body_ceiling"] > 0
+    if connection.vendor == "postgresql":
+        assert ceiling["psycopg_per_s"] > 0
+        # The workers' connections were seen while they drained.
+        assert out["worker_connections"]["max"] >= 1
+    else:
+        assert "psycopg_per_s" not in ceiling and out["worker_connections"] is None
+    # The bench's table is gone with the run.
+    assert "djap_bench_row" not in connection.introspection.table_names()
 
 
 def test_verify_finds_duplicates_missing_and_strays():
