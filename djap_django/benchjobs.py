@@ -81,8 +81,9 @@ connection_created.connect(_add_sqlite_sleep, dispatch_uid="djap-bench-sqlite-sl
 class DjapBenchRow(models.Model):
     """The ORM bench's table: created by `djap bench --job orm` and dropped after it.
 
-    Unmanaged, so no migration puts it in a user's database; the bench makes it with
-    Django's schema editor for the run.
+    Unmanaged, and labelled with an app that is not installed, so no migration (nor
+    makemigrations) ever puts it in a user's database; the bench makes it with Django's
+    schema editor for the run.
     """
 
     i = models.IntegerField()
@@ -90,7 +91,7 @@ class DjapBenchRow(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        app_label = "djap_django"
+        app_label = "djap_bench"
         managed = False
         db_table = "djap_bench_row"
 

@@ -217,3 +217,12 @@ def test_a_second_bench_on_the_same_database_is_refused(procs):
     os.kill(proc.pid, signal.SIGTERM)  # leave no worker behind for the next test
     proc.wait(timeout=60)
     assert not any(psutil.pid_exists(pid) for pid in pids)
+
+
+def test_the_orm_bench_table_never_needs_a_migration():
+    # Imported (as bench workers do), its model must not look like a djap_django change.
+    from django.core.management import call_command
+
+    import djap_django.benchjobs  # noqa: F401
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
