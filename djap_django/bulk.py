@@ -29,14 +29,12 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from .models import JobDBModel
+from .queue.base import NEW_JOBS_CHANNEL as NOTIFY_CHANNEL
 
 #: Jobs per INSERT. Small enough that the first chunk reaches the server early (the
 #: rest are validated while it inserts), large enough that a statement's own cost
 #: (parse, plan, round trip) stays small beside its rows.
 CHUNK = 1_000
-#: The channel idle workers LISTEN on (djap_django.queue.postgres.CHANNEL; not imported
-#: from there because that module needs psycopg, which SQLite projects may not have).
-NOTIFY_CHANNEL = "djap_new_jobs"
 
 
 @dataclass(slots=True)

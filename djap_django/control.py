@@ -19,9 +19,7 @@ from django.utils import timezone
 
 from . import conf, pipelines
 from .models import JobDBModel
-
-#: PostgreSQL channel the workers LISTEN to; the payload is the job id.
-CANCEL_CHANNEL = "djap_cancel"
+from .queue.base import CANCEL_CHANNEL
 
 _WAITING = (JobDBModel.Status.NEW, JobDBModel.Status.NOT_READY)
 

@@ -19,6 +19,7 @@ from .exceptions import (
     UnexpectedInputsError,
 )
 from .models import JobDBModel
+from .queue.base import NEW_JOBS_CHANNEL
 
 
 class BaseJob:
@@ -173,7 +174,7 @@ def notify_new_jobs(alias: str) -> None:
     connection = connections[alias]
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("NOTIFY djap_new_jobs")
+            cursor.execute(f"NOTIFY {NEW_JOBS_CHANNEL}")
 
 
 def create_new(job_or_class: Any) -> JobDBModel:

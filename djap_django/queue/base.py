@@ -1,13 +1,16 @@
 """The queue contract: what a worker and a supervisor ask of the database.
 
-One class per dialect implements it (postgres.py, sqlite.py); the same test
-suite runs against both. Every method is one short transaction, named for what
-it does to which rows, so a reader finds each statement in one place.
+One class per dialect implements it: its plumbing (connections, outages,
+notifications: the `Connection` half) in <dialect>_connection.py, its statements
+(the `Statements` half) in <dialect>.py. The same test suite runs against both.
+Every statement is one short transaction, named for what it does to which rows,
+so a reader finds each statement in one place.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,8 +62,14 @@ class RescueReport:
     dead_workers: int = 0
 
 
-class Queue(Protocol):
-    """The database as a queue. Methods are coroutines; each is one transaction."""
+#: PostgreSQL NOTIFY channels. Enqueues notify NEW_JOBS_CHANNEL so idle workers claim at
+#: once; a cancel notifies CANCEL_CHANNEL with the job id so its worker stops it.
+NEW_JOBS_CHANNEL = "djap_new_jobs"
+CANCEL_CHANNEL = "djap_cancel"
+
+
+class Connection(Protocol):
+    """The plumbing under the statements: connections, outages, and being woken up."""
 
     async def connect(self) -> None: ...
     async def close(self) -> None: ...
@@ -69,13 +78,20 @@ class Queue(Protocol):
     @staticmethod
     def is_transient(exc: BaseException) -> bool: ...
     async def reconnect(self) -> None: ...
-    def listen(self) -> None: ...
+
+    def listen(self, on_cancel: Callable[[int], None] | None = None) -> None:
+        """Start listening for new jobs, and for cancels of running ones (`on_cancel(id)`)."""
+
+    async def wait_for_jobs(self, timeout: float) -> None: ...
+
+
+class Statements(Protocol):
+    """One method per statement, named noun-first; each is one short transaction."""
 
     async def worker_register(self, info: WorkerInfo) -> int: ...
     async def worker_heartbeat(
         self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
     ) -> None: ...
-    async def worker_stop(self, worker_id: int) -> None: ...
     async def workers_prune(self, older_than_s: float) -> int: ...
 
     async def jobs_claim(
@@ -90,7 +106,9 @@ class Queue(Protocol):
     async def jobs_held(self, worker_id: int) -> list[int]: ...
     async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int: ...
 
-    async def wait_for_jobs(self, timeout: float) -> None: ...
+
+class Queue(Connection, Statements, Protocol):
+    """The database as a queue: what a worker and a supervisor hold."""
 
 
 #: The error a rescued job carries when its worker died too often while running it.

@@ -1,37 +1,19 @@
-"""PostgreSQL: claim with FOR UPDATE SKIP LOCKED, wake workers with LISTEN/NOTIFY.
+"""PostgreSQL statements: claim with FOR UPDATE SKIP LOCKED, wake workers with NOTIFY.
 
-The hot path talks to PostgreSQL through psycopg's own async connections, not
-Django's async ORM: Django runs every ORM query of a process through one
-thread, which would serialise claims and completions. Here claims, completions
-and notifications each have a connection, so they overlap.
+Each method is one statement (or one short autocommit batch of them) on the
+connections that postgres_connection.py opens and keeps through outages.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-from collections.abc import Callable
-from typing import Any
 
-import psycopg
-
+from .base import NEW_JOBS_CHANNEL as CHANNEL
 from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
+from .postgres_connection import PostgresConnections, connection_params
 
-CHANNEL = "djap_new_jobs"
-#: `cancel()` of a running job notifies this channel with the job id as payload.
-CANCEL_CHANNEL = "djap_cancel"
-
-# Django's wrapper options that are not libpq/psycopg connection arguments.
-_DJANGO_ONLY_PARAMS = (
-    "cursor_factory",
-    "context",
-    "prepare_threshold",
-    "server_side_binding",
-    "pool",
-    "assume_role",
-    "isolation_level",
-)
+#: `connection_params` stays importable from here (benchmarks and tests use it).
+__all__ = ["CHANNEL", "PostgresQueue", "connection_params"]
 
 # Pick the oldest ready rows of the highest priority that nobody else holds, and mark
 # them ours in the same statement. SKIP LOCKED lets many workers claim at once without
@@ -96,78 +78,8 @@ RETURNING status
 """
 
 
-# A queue table's statistics are always stale: rows go new -> in_progress -> done far
-# faster than autovacuum analyzes them, and dead index entries pile up between vacuums.
-# On stale statistics the planner believes few rows are `new` and claims with a bitmap
-# scan of every new row plus a sort, so each claim costs O(queue length). Walking the
-# partial index djap_job_ready in order and stopping at LIMIT is right for a queue
-# whatever the statistics say, so these connections rule out the other plans.
-_PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off"
-
-# The claim connection (claims, heartbeats, rescues) commits without waiting for the WAL
-# flush. Delivery stays at-least-once: if the server crashes before the flush, a claim is
-# undone and the job is claimed again, as if rescued from a dead worker. Nothing is lost
-# either: the job's own commits, and the completer's (on its own, synchronous connection),
-# flush the WAL up to and including the claim. This takes a disk flush off every pickup.
-_CLAIM_SETTINGS = "SET synchronous_commit = off"
-
-
-def connection_params(django_connection: Any) -> dict[str, Any]:
-    """psycopg.connect() keyword arguments for the database Django is configured with."""
-    params = dict(django_connection.get_connection_params())
-    for key in _DJANGO_ONLY_PARAMS:
-        params.pop(key, None)
-    return params
-
-
-class PostgresQueue:
-    def __init__(self, django_connection: Any) -> None:
-        self.params = connection_params(django_connection)
-        self._conn: psycopg.AsyncConnection | None = None
-        self._finish_conn: psycopg.AsyncConnection | None = None
-        self._listen_conn: psycopg.AsyncConnection | None = None
-        self._listener: asyncio.Task | None = None
-        self._wakeup = asyncio.Event()
-        #: Called with a job id when a cancel notification arrives (set by the worker).
-        self.on_cancel: Callable[[int], None] | None = None
-
-    async def _open(self, claims: bool = False) -> psycopg.AsyncConnection:
-        conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
-        await conn.execute(_PLANNER_SETTINGS)
-        if claims:
-            await conn.execute(_CLAIM_SETTINGS)
-        return conn
-
-    async def connect(self) -> None:
-        self._conn = await self._open(claims=True)
-        self._finish_conn = await self._open()
-
-    # -- outages -------------------------------------------------------------------
-
-    @staticmethod
-    def is_transient(exc: BaseException) -> bool:
-        """A lost or refused connection (server restart, network): retry after reconnect."""
-        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-
-    async def reconnect(self) -> None:
-        """Reopen whichever connection the server dropped; healthy ones are kept."""
-        for attr in ("_conn", "_finish_conn"):
-            conn = getattr(self, attr)
-            if conn is None or conn.closed:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-                setattr(self, attr, await self._open(claims=attr == "_conn"))
-
-    async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-            self._listener = None
-        for conn in (self._conn, self._finish_conn, self._listen_conn):
-            if conn is not None and not conn.closed:
-                await conn.close()
-        self._conn = self._finish_conn = self._listen_conn = None
+class PostgresQueue(PostgresConnections):
+    """The queue contract on PostgreSQL (plumbing inherited from PostgresConnections)."""
 
     # -- workers -------------------------------------------------------------------
 
@@ -198,13 +110,6 @@ class PostgresQueue:
                    jobs_failed = %s, in_flight = %s, state = %s
                WHERE id = %s""",
             (done, failed, in_flight, state, worker_id),
-        )
-
-    async def worker_stop(self, worker_id: int) -> None:
-        await self._conn.execute(
-            "UPDATE djap_worker SET state = 'stopped', in_flight = 0, last_heartbeat = now() "
-            "WHERE id = %s",
-            (worker_id,),
         )
 
     async def workers_prune(self, older_than_s: float) -> int:
@@ -351,40 +256,3 @@ class PostgresQueue:
             "SELECT id, status FROM djap_job WHERE id = ANY(%s::bigint[])", (job_ids,)
         )
         return dict(await cur.fetchall())
-
-    # -- waking up -----------------------------------------------------------------
-
-    async def _listen(self) -> None:
-        while True:
-            try:
-                if self._listen_conn is None or self._listen_conn.closed:
-                    self._listen_conn = await self._open()
-                    await self._listen_conn.execute(f"LISTEN {CHANNEL}")
-                    await self._listen_conn.execute(f"LISTEN {CANCEL_CHANNEL}")
-                    # Jobs may have arrived while we were not listening.
-                    self._wakeup.set()
-                async for note in self._listen_conn.notifies():
-                    if note.channel == CANCEL_CHANNEL:
-                        if self.on_cancel is not None and note.payload.isdigit():
-                            self.on_cancel(int(note.payload))
-                        continue
-                    self._wakeup.set()
-            except asyncio.CancelledError:
-                raise
-            except psycopg.Error:
-                # The poll in wait_for_jobs covers us while we reconnect.
-                await asyncio.sleep(1.0)
-                self._listen_conn = None
-
-    def listen(self) -> None:
-        """Start listening now, so cancel notifications arrive even while no one waits."""
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
-
-    async def wait_for_jobs(self, timeout: float) -> None:
-        """Return when a NOTIFY arrives, or after `timeout` seconds (the poll fallback)."""
-        if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        self._wakeup.clear()

@@ -1,30 +1,16 @@
-"""SQLite: WAL mode, a busy timeout, and every write inside BEGIN IMMEDIATE.
+"""SQLite statements: every write is one BEGIN IMMEDIATE transaction (see _write).
 
-SQLite has one writer at a time. BEGIN IMMEDIATE takes the write lock when the
-transaction starts, so two workers never both read the same ready rows and then
-race to update them; the loser waits (busy timeout) instead of failing mid-way.
-All statements run on one stdlib sqlite3 connection owned by one thread, so the
-event loop never blocks on the file.
+The connection, its thread and its write transactions are in sqlite_connection.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
 
-from .. import conf
 from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
-
-T = TypeVar("T")
-
-# A statement waits DJAP SQLITE_BUSY_TIMEOUT seconds for another process's write lock;
-# past it, "database is locked" is transient: the worker backs off and retries
-# (resilience.py).
+from .sqlite_connection import SQLiteConnection
 
 
 def _ts(value: dt.datetime) -> str:
@@ -49,68 +35,8 @@ def _names_filter(include: list[str] | None, exclude: list[str]) -> tuple[str, l
     return sql, params
 
 
-def database_path(django_connection: Any) -> str:
-    return str(django_connection.settings_dict["NAME"])
-
-
-class SQLiteQueue:
-    def __init__(self, django_connection: Any) -> None:
-        self.path = database_path(django_connection)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="djap-sqlite")
-        self._db: sqlite3.Connection | None = None
-        self._poll_s = 0.0
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open(self) -> None:
-        db = sqlite3.connect(
-            self.path, timeout=conf.get("SQLITE_BUSY_TIMEOUT"), isolation_level=None
-        )
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        self._db = db
-
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one BEGIN IMMEDIATE transaction."""
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db)
-            db.execute("COMMIT")
-        except BaseException:
-            # Also when COMMIT itself failed (busy): never leave a transaction open.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        return result
-
-    async def connect(self) -> None:
-        await self._call(self._open)
-
-    # -- outages -------------------------------------------------------------------
-
-    @staticmethod
-    def is_transient(exc: BaseException) -> bool:
-        """Lock contention past the busy timeout, or a file that is briefly unreachable."""
-        if not isinstance(exc, sqlite3.OperationalError):
-            return False
-        text = str(exc)
-        return any(s in text for s in ("locked", "busy", "disk I/O", "unable to open"))
-
-    async def reconnect(self) -> None:
-        """Reopen the file only if the connection is gone; a lock needs no new connection."""
-        if self._db is None:
-            await self._call(self._open)
-
-    def listen(self) -> None:
-        """SQLite cannot notify: cancels are found by polling the status of running jobs."""
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=False)
+class SQLiteQueue(SQLiteConnection):
+    """The queue contract on SQLite (plumbing inherited from SQLiteConnection)."""
 
     # -- workers -------------------------------------------------------------------
 
@@ -149,16 +75,6 @@ class SQLiteQueue:
             )
 
         await self._call(self._write, beat)
-
-    async def worker_stop(self, worker_id: int) -> None:
-        def stop(db: sqlite3.Connection) -> None:
-            db.execute(
-                "UPDATE djap_worker SET state = 'stopped', in_flight = 0, last_heartbeat = ? "
-                "WHERE id = ?",
-                (_now(), worker_id),
-            )
-
-        await self._call(self._write, stop)
 
     async def workers_prune(self, older_than_s: float) -> int:
         def prune(db: sqlite3.Connection) -> int:
@@ -364,11 +280,3 @@ class SQLiteQueue:
             )
 
         return await self._call(status) if job_ids else {}
-
-    # -- waking up -----------------------------------------------------------------
-
-    async def wait_for_jobs(self, timeout: float) -> None:
-        """SQLite cannot notify: sleep a short interval that grows while idle."""
-        low, high = conf.get("SQLITE_POLL_MIN"), conf.get("SQLITE_POLL_MAX")
-        self._poll_s = min(high, max(low, self._poll_s * 2))
-        await asyncio.sleep(min(self._poll_s, timeout))

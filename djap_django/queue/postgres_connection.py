@@ -1,0 +1,147 @@
+"""PostgreSQL plumbing: the queue's psycopg connections, outages, LISTEN/NOTIFY.
+
+The hot path talks to PostgreSQL through psycopg's own async connections, not
+Django's async ORM: Django runs every ORM query of a process through one
+thread, which would serialise claims and completions. Here claims, completions
+and notifications each have a connection, so they overlap. The statements that
+run on these connections live in postgres.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .base import CANCEL_CHANNEL, NEW_JOBS_CHANNEL
+
+#: Seconds the listener waits before reopening a dropped LISTEN connection.
+LISTEN_RETRY_S = 1.0
+
+# Django's wrapper options that are not libpq/psycopg connection arguments.
+_DJANGO_ONLY_PARAMS = (
+    "cursor_factory",
+    "context",
+    "prepare_threshold",
+    "server_side_binding",
+    "pool",
+    "assume_role",
+    "isolation_level",
+)
+
+# A queue table's statistics are always stale: rows go new -> in_progress -> done far
+# faster than autovacuum analyzes them, and dead index entries pile up between vacuums.
+# On stale statistics the planner believes few rows are `new` and claims with a bitmap
+# scan of every new row plus a sort, so each claim costs O(queue length). Walking the
+# partial index djap_job_ready in order and stopping at LIMIT is right for a queue
+# whatever the statistics say, so these connections rule out the other plans.
+_PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off"
+
+# The claim connection (claims, heartbeats, rescues) commits without waiting for the WAL
+# flush. Delivery stays at-least-once: if the server crashes before the flush, a claim is
+# undone and the job is claimed again, as if rescued from a dead worker. Nothing is lost
+# either: the job's own commits, and the completer's (on its own, synchronous connection),
+# flush the WAL up to and including the claim. This takes a disk flush off every pickup.
+_CLAIM_SETTINGS = "SET synchronous_commit = off"
+
+
+def connection_params(django_connection: Any) -> dict[str, Any]:
+    """psycopg.connect() keyword arguments for the database Django is configured with."""
+    params = dict(django_connection.get_connection_params())
+    for key in _DJANGO_ONLY_PARAMS:
+        params.pop(key, None)
+    return params
+
+
+class PostgresConnections:
+    """Three autocommit connections: claims (and other short statements), finishes, LISTEN."""
+
+    def __init__(self, django_connection: Any) -> None:
+        self.params = connection_params(django_connection)
+        self._conn: psycopg.AsyncConnection | None = None
+        self._finish_conn: psycopg.AsyncConnection | None = None
+        self._listen_conn: psycopg.AsyncConnection | None = None
+        self._listener: asyncio.Task | None = None
+        self._wakeup = asyncio.Event()
+        #: Called with a job id when a cancel notification arrives (given to `listen`).
+        self._on_cancel: Callable[[int], None] | None = None
+
+    async def _open(self, claims: bool = False) -> psycopg.AsyncConnection:
+        conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+        await conn.execute(_PLANNER_SETTINGS)
+        if claims:
+            await conn.execute(_CLAIM_SETTINGS)
+        return conn
+
+    async def connect(self) -> None:
+        self._conn = await self._open(claims=True)
+        self._finish_conn = await self._open()
+
+    # -- outages -------------------------------------------------------------------
+
+    @staticmethod
+    def is_transient(exc: BaseException) -> bool:
+        """A lost or refused connection (server restart, network): retry after reconnect."""
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+    async def reconnect(self) -> None:
+        """Reopen whichever connection the server dropped; healthy ones are kept."""
+        for attr in ("_conn", "_finish_conn"):
+            conn = getattr(self, attr)
+            if conn is None or conn.closed:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+                setattr(self, attr, await self._open(claims=attr == "_conn"))
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
+        for conn in (self._conn, self._finish_conn, self._listen_conn):
+            if conn is not None and not conn.closed:
+                await conn.close()
+        self._conn = self._finish_conn = self._listen_conn = None
+
+    # -- waking up -----------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                if self._listen_conn is None or self._listen_conn.closed:
+                    self._listen_conn = await self._open()
+                    await self._listen_conn.execute(f"LISTEN {NEW_JOBS_CHANNEL}")
+                    await self._listen_conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    # Jobs may have arrived while we were not listening.
+                    self._wakeup.set()
+                async for note in self._listen_conn.notifies():
+                    if note.channel == CANCEL_CHANNEL:
+                        if self._on_cancel is not None and note.payload.isdigit():
+                            self._on_cancel(int(note.payload))
+                        continue
+                    self._wakeup.set()
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error:
+                # The poll in wait_for_jobs covers us while we reconnect.
+                await asyncio.sleep(LISTEN_RETRY_S)
+                self._listen_conn = None
+
+    def listen(self, on_cancel: Callable[[int], None] | None = None) -> None:
+        """Start listening now, so cancel notifications arrive even while no one waits."""
+        if on_cancel is not None:
+            self._on_cancel = on_cancel
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
+
+    async def wait_for_jobs(self, timeout: float) -> None:
+        """Return when a NOTIFY arrives, or after `timeout` seconds (the poll fallback)."""
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(), name="djap-listen")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout)
+        self._wakeup.clear()
