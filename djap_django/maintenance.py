@@ -1,4 +1,4 @@
-"""Pruning finished jobs: in short batches, from `djap prune` or periodically in each worker.
+"""Pruning finished jobs in short batches: for `djap prune`, and each worker's Pruner.
 
 Each batch is one short DELETE of at most BATCH_SIZE rows, with a pause between
 batches, so claims and completions on the same table never wait long behind it.
@@ -7,14 +7,8 @@ batches, so claims and completions on the same table never wait long behind it.
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
-
-from . import conf
-
-logger = logging.getLogger("djap.worker")
 
 #: Rows per DELETE.
 BATCH_SIZE = 1000
@@ -47,40 +41,3 @@ async def prune_jobs(
         if deleted < batch_size:
             return total
         await asyncio.sleep(BATCH_PAUSE_S)
-
-
-class Pruner:
-    """The periodic prune a worker runs when DJAP PRUNE_OLDER_THAN is set."""
-
-    def __init__(self, queue: Any, guard: Any) -> None:
-        self.queue = queue
-        self.guard = guard
-        #: Rows deleted so far (tests wait on it).
-        self.pruned = 0
-
-    async def run_once(self) -> int:
-        older_than = conf.get("PRUNE_OLDER_THAN")
-        if older_than is None:
-            return 0
-        deleted = await prune_jobs(self.queue, older_than, conf.get("PRUNE_STATUSES"))
-        self.pruned += deleted
-        if deleted:
-            logger.info("pruned %d finished jobs older than %g s", deleted, older_than)
-        return deleted
-
-    async def run_forever(self) -> None:
-        if conf.get("PRUNE_OLDER_THAN") is None:
-            return
-        interval = conf.get("PRUNE_INTERVAL")
-        # The first pass comes at a random point of the first interval, so that workers
-        # started together do not all prune at once.
-        await asyncio.sleep(interval * random.uniform(0.1, 1.0))
-        while True:
-            try:
-                await self.run_once()
-            except Exception as exc:
-                if not self.queue.is_transient(exc):
-                    logger.exception("periodic prune failed; it stops until the worker restarts")
-                    return
-                self.guard.note_error("prune", exc)
-            await asyncio.sleep(interval)

@@ -1,9 +1,12 @@
 """One worker process: an asyncio pool that claims jobs, runs them and reports back.
 
-The loop never claims more jobs than it has free slots, in one statement; runs
-each job as an asyncio task; hands outcomes to a batching Completer; and keeps
-a heartbeat row so that any other worker or supervisor can tell it is alive,
-and rescue its jobs when it is not.
+The claim loop never claims more jobs than it has free slots, in one statement;
+runs each job as an asyncio task; and hands outcomes to a batching Completer (a
+pipeline step finishes with its successors instead). Everything periodic is a
+background service of its own (services/): the heartbeat that tells other
+workers and supervisors this one is alive, the rescue of dead workers' jobs, the
+cancel watch, the prune. Reading order: `run`, `_claim_loop`, `_run_one`,
+`_finish_pipeline_step`, `_shutdown`.
 """
 
 from __future__ import annotations
@@ -21,14 +24,13 @@ from asgiref.sync import sync_to_async
 from . import conf, registry
 from .completer import Completer
 from .execution import SyncPool, execute
-from .maintenance import Pruner
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
 from .resilience import DbGuard
+from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service
+from .services.heartbeat import Pulse
 
 logger = logging.getLogger("djap.worker")
 
-#: A heartbeat loop runs a rescue of other workers' stale jobs every this many beats.
-RESCUE_EVERY_BEATS = 5
 #: At shutdown, wait this long (seconds) at least for an unavailable database; longer if
 #: the grace period is longer.
 SHUTDOWN_DB_WAIT_MIN_S = 5.0
@@ -81,7 +83,9 @@ class Worker:
         #: A claim failed in an outage: it may have committed without us seeing the rows.
         self._claim_uncertain = False
         self._shutdown_deadline: float | None = None
-        self._services: list[asyncio.Task] = []
+        #: The background services (see _make_services) and the tasks that run them.
+        self.services: list[Service] = []
+        self._service_tasks: list[asyncio.Task] = []
 
     # -- control -------------------------------------------------------------------
 
@@ -106,7 +110,7 @@ class Worker:
             return
         self.request_stop()
 
-    # -- the loop ------------------------------------------------------------------
+    # -- starting: register, then the completer and the background services ----------
 
     async def run(self) -> WorkerStats:
         """Run until stopped, out of work (burst), out of jobs (num_jobs) or time."""
@@ -138,12 +142,11 @@ class Worker:
             interval_s=conf.get("COMPLETION_FLUSH_INTERVAL"),
         )
         self.completer.start()
-        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="djap-heartbeat")
-        self.queue.on_cancel = self._cancel_running
-        self.queue.listen()
-        self._services = [
-            asyncio.create_task(self._cancel_watch_loop(), name="djap-cancel-watch"),
-            asyncio.create_task(Pruner(self.queue, self.db).run_forever(), name="djap-prune"),
+        self.queue.listen(on_cancel=self._cancel_running)
+        self.services = self._make_services()
+        self._service_tasks = [
+            asyncio.create_task(service.run_forever(), name=f"djap-{service.name}")
+            for service in self.services
         ]
         logger.info(
             "worker %s started: id=%s concurrency=%s include=%s exclude=%s",
@@ -157,8 +160,45 @@ class Worker:
             await self._claim_loop()
             await self._drain()
         finally:
-            await self._shutdown(heartbeat)
+            await self._shutdown()
         return self.stats
+
+    def _make_services(self) -> list[Service]:
+        """The background services, started once the worker is registered.
+
+        Each is a small loop with a `run_once` (services/). A new periodic duty of the
+        worker, such as the scheduler of periodic jobs or the stager of scheduled ones,
+        is one more entry here; the shutdown stops every entry.
+        """
+        self.heartbeat = Heartbeat(
+            self.queue,
+            self.db,
+            worker_id=self.worker_id,
+            pulse=self._pulse,
+            supervisor_pid=self.options.supervisor_pid,
+            on_orphaned=self.request_stop,
+        )
+        return [
+            self.heartbeat,
+            Rescuer(self.queue, self.db),
+            CancelWatch(
+                self.queue,
+                self.db,
+                running=lambda: list(self._running),
+                stop_job=self._cancel_running,
+            ),
+            Pruner(self.queue, self.db),
+        ]
+
+    def _pulse(self, state: str | None = None) -> Pulse:
+        return Pulse(
+            done=self.stats.done,
+            failed=self.stats.failed,
+            in_flight=len(self._running),
+            state=state or self.state,
+        )
+
+    # -- the claim loop ------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         opts = self.options
@@ -266,6 +306,8 @@ class Worker:
             logger.warning("put back %d jobs claimed during the outage", len(lost))
         self._claim_uncertain = False
 
+    # -- running one job -----------------------------------------------------------
+
     def _start(self, claimed: ClaimedJob) -> None:
         self.stats.claimed += 1
         task = asyncio.create_task(self._run_one(claimed))
@@ -311,6 +353,8 @@ class Worker:
         elif outcome.status == "done":
             self.stats.done += 1
 
+    # -- finishing: a pipeline step at once, everything else through the completer ----
+
     async def _finish_pipeline_step(self, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
         # Pipeline steps finish in one Django transaction with their successors, so a
         # crash between "this step done" and "next step ready" cannot happen.
@@ -347,25 +391,7 @@ class Worker:
             self._cancelled.add(job_id)
             task.cancel()
 
-    async def _cancel_watch_loop(self) -> None:
-        """Poll the status of our running jobs: SQLite's only cancel signal, PG's fallback."""
-        while True:
-            await asyncio.sleep(conf.get("CANCEL_POLL_INTERVAL"))
-            ids = list(self._running)
-            if not ids:
-                continue
-            try:
-                statuses = await self.queue.jobs_status(ids)
-            except Exception as exc:
-                if self.queue.is_transient(exc):
-                    self.db.note_error("cancel check", exc)
-                else:
-                    logger.warning("cancel check failed: %s", exc)
-                continue
-            for job_id in ids:
-                # cancelled by request, or put back / failed by a rescue: not ours to run.
-                if statuses.get(job_id, "cancelled") in ("cancelled", "new", "not_ready"):
-                    self._cancel_running(job_id)
+    # -- shutdown --------------------------------------------------------------------
 
     async def _drain(self) -> None:
         """Give running jobs the grace period, then cancel what is left."""
@@ -378,7 +404,7 @@ class Worker:
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _shutdown(self, heartbeat: asyncio.Task) -> None:
+    async def _shutdown(self) -> None:
         # If the database is down now, wait for it a while, not forever: whatever is not
         # written by then comes back through the stale-heartbeat rescue (at-least-once).
         grace = self.options.grace if self.options.grace is not None else conf.get("GRACE")
@@ -387,9 +413,9 @@ class Worker:
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)
-        for service in (heartbeat, *self._services):
-            service.cancel()
-        await asyncio.gather(heartbeat, *self._services, return_exceptions=True)
+        for task in self._service_tasks:
+            task.cancel()
+        await asyncio.gather(*self._service_tasks, return_exceptions=True)
         try:
             await asyncio.wait_for(self.completer.close(), db_wait)
             if self._interrupted:
@@ -403,8 +429,8 @@ class Worker:
                 logger.info("put back %d unfinished jobs", self.stats.released)
             await self.db.call(
                 "stop",
-                self._beat,
-                "stopped",
+                self.heartbeat.beat,
+                self._pulse("stopped"),
                 give_up_at=self._shutdown_deadline,
             )
         except Exception as exc:
@@ -421,64 +447,6 @@ class Worker:
         logger.info(
             "worker %s stopped: %d done, %d failed", os.getpid(), self.stats.done, self.stats.failed
         )
-
-    # -- heartbeat -----------------------------------------------------------------
-
-    async def _heartbeat_loop(self) -> None:
-        interval = conf.get("HEARTBEAT_INTERVAL")
-        beats = 0
-        while True:
-            await asyncio.sleep(interval)
-            beats += 1
-            try:
-                await self._beat(self.state)
-                # Right after an outage every worker's heartbeat looks stale: rescue only
-                # once the others have had STALE_AFTER seconds to beat again, or jobs that
-                # are still running would be put back and run twice.
-                if beats % RESCUE_EVERY_BEATS == 0 and self.db.healthy_for() > conf.get(
-                    "STALE_AFTER"
-                ):
-                    await self._rescue_others()
-                self.db.note_ok()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if not self.queue.is_transient(exc):
-                    logger.warning("heartbeat failed: %s", exc)
-                else:
-                    self.db.note_error("heartbeat", exc)
-                    await self.db.reconnect()
-            sup = self.options.supervisor_pid
-            if sup is not None and os.getppid() != sup and not self._stop.is_set():
-                logger.warning("supervisor %s is gone; stopping", sup)
-                self.request_stop()
-
-    async def _beat(self, state: str) -> None:
-        await self.queue.worker_heartbeat(
-            self.worker_id,
-            done=self.stats.done,
-            failed=self.stats.failed,
-            in_flight=0 if state == "stopped" else len(self._running),
-            state=state,
-        )
-
-    async def _rescue_others(self) -> None:
-        report = await self.queue.jobs_rescue_stale(
-            conf.get("STALE_AFTER"), conf.get("MAX_CRASHES")
-        )
-        if report.requeued or report.failed:
-            logger.warning(
-                "rescued jobs of %d dead workers: %d put back, %d failed as poison",
-                report.dead_workers,
-                report.requeued,
-                report.failed,
-            )
-        if report.failed:
-            # The rescue failed a job by SQL alone: fail the pipeline it belongs to.
-            from .pipelines import afail_pipelines_of_failed_jobs
-
-            await afail_pipelines_of_failed_jobs()
-        await self.queue.workers_prune(conf.get("PRUNE_WORKERS_AFTER"))
 
 
 async def run_num_jobs(
