@@ -6,6 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
+from . import validation
+
 #: Every key the DJAP settings dict accepts, with its default.
 DEFAULTS: dict[str, Any] = {
     # The database alias that holds the queue tables.
@@ -62,13 +64,9 @@ def _check(user: Any) -> None:
     global _checked
     from django.core.exceptions import ImproperlyConfigured
 
-    from .checks import check_djap_settings
-
-    errors = check_djap_settings()
-    if errors:
-        raise ImproperlyConfigured(
-            "; ".join(e.msg + (f" ({e.hint})" if e.hint else "") for e in errors)
-        )
+    found = validation.problems(user, DEFAULTS, settings.DATABASES)
+    if found:
+        raise ImproperlyConfigured("; ".join(map(str, found)))
     _checked = user
 
 
