@@ -12,7 +12,6 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -22,8 +21,8 @@ from django.utils.html import format_html
 
 from . import conf, overview
 from .exceptions import DjapError
-from .jobs import notify_new_jobs
 from .models import JobDBModel, PipelineDBModel, QueueOverview, WorkerDBModel
+from .pipelines import cancel_pipeline, retry_job
 
 Status = JobDBModel.Status
 
@@ -59,39 +58,17 @@ class ReadOnlyRowsMixin:
 
 def retry_jobs(rows: QuerySet[JobDBModel]) -> tuple[int, list[str]]:
     """Put failed or cancelled jobs back to `new`; returns (retried, why others were not)."""
-    from . import pipelines
-
-    retry_job = getattr(pipelines, "retry_job", None)
-    alias = conf.database_alias()
     retried, problems = 0, []
     for row in rows.order_by("id"):
         if row.status not in (Status.FAILED, Status.CANCELLED):
             problems.append(f"job {row.pk} is {row.status}; only failed or cancelled jobs retry")
             continue
-        if retry_job is not None:
-            # The pipelines module resumes the job's pipeline (and handles plain jobs too).
-            try:
-                retry_job(row.pk)
-            except DjapError as exc:
-                problems.append(str(exc))
-                continue
-        elif row.pipeline_id is not None:
-            # TODO: needs djap_django.pipelines.retry_job to resume the pipeline.
-            problems.append(f"job {row.pk} is a pipeline step; retrying steps is not available")
+        # retry_job resumes the job's pipeline (and handles plain jobs too).
+        try:
+            retry_job(row.pk)
+        except DjapError as exc:
+            problems.append(str(exc))
             continue
-        else:
-            with transaction.atomic(using=alias):
-                JobDBModel.objects.using(alias).filter(
-                    pk=row.pk, status__in=[Status.FAILED, Status.CANCELLED]
-                ).update(
-                    status=Status.NEW,
-                    attempts=0,
-                    crashes=0,
-                    run_after=None,
-                    started_at=None,
-                    finished_at=None,
-                )
-                notify_new_jobs(alias)
         retried += 1
     return retried, problems
 
@@ -250,13 +227,6 @@ class PipelineAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         description="Cancel the waiting steps of selected pipelines", permissions=["change"]
     )
     def cancel_pipelines(self, request: HttpRequest, queryset: QuerySet) -> None:
-        from . import pipelines
-
-        cancel_pipeline = getattr(pipelines, "cancel_pipeline", None)
-        if cancel_pipeline is None:
-            # TODO: wire once djap_django.pipelines.cancel_pipeline exists.
-            self.message_user(request, "Cancelling pipelines is not available", messages.ERROR)
-            return
         steps = sum(cancel_pipeline(p.pk) for p in queryset.order_by("id"))
         self.message_user(request, f"Cancelled {steps} waiting steps.")
 

@@ -297,8 +297,6 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
             pipeline_flow.finish_if_idle(alias, pipeline)
     elif status == Status.FAILED:
         pipeline_flow.fail(alias, pipeline)
-    elif status == Status.CANCELLED:
-        step_cancelled(pipeline)
     return written
 
 

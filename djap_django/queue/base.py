@@ -30,7 +30,11 @@ class ClaimedJob:
 
 @dataclass(slots=True)
 class Outcome:
-    """How an attempt ended: `done`, `failed`, `new` (a retry) or `cancelled`."""
+    """How an attempt ended: `done`, `failed` or `new` (a retry).
+
+    A cancelled job has no outcome: its row already says `cancelled` and the worker
+    writes nothing back.
+    """
 
     job_id: int
     status: str
