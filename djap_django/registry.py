@@ -6,17 +6,16 @@ to classes that the project's own code defined (usually in `<app>/jobs.py`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from .exceptions import DuplicateJobNameError
 
-if TYPE_CHECKING:
-    from .jobs import BaseJob
+#: BaseJob subclasses by class name. Typed loosely on purpose: jobs.py (BaseJob) imports
+#: this module to register each class, so this one cannot import jobs.py back.
+_jobs: dict[str, type[Any]] = {}
 
-_jobs: dict[str, type[BaseJob]] = {}
 
-
-def register(job_cls: type[BaseJob]) -> None:
+def register(job_cls: type[Any]) -> None:
     name = job_cls.__name__
     existing = _jobs.get(name)
     if existing is not None and existing.__module__ != job_cls.__module__:
@@ -29,7 +28,7 @@ def register(job_cls: type[BaseJob]) -> None:
     _jobs[name] = job_cls
 
 
-def get(name: str) -> type[BaseJob] | None:
+def get(name: str) -> type[Any] | None:
     return _jobs.get(name)
 
 
