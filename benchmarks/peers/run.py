@@ -99,9 +99,26 @@ PEERS: dict[str, PeerSpec] = {
     ),
     "django-q2": PeerSpec("djq2", "peer_djq2.py", ("noop", "orm"), module="django_q"),
 }
+#: With --baseline REV: djap at that commit, beside this checkout's, in the same run.
+BASELINE_PEERS: dict[str, PeerSpec] = {
+    f"djap-base-{kind}": PeerSpec(
+        "djap-base",
+        "peer_djap.py",
+        spec.jobs,
+        {**spec.env, "DJAP_LABEL": "djap-base"},
+        "djap",
+        postgres=spec.postgres,
+    )
+    for kind, spec in (
+        ("pg", PEERS["djap-pg"]),
+        ("pg-sync", PEERS["djap-pg-sync"]),
+        ("sqlite", PEERS["djap-sqlite"]),
+    )
+}
 #: Short names a user may give for several peers at once.
 ALIASES = {
     "djap": ["djap-pg", "djap-pg-sync", "djap-sqlite"],
+    "djap-base": list(BASELINE_PEERS),
     "raw": ["raw-psycopg3"],
     "celery": ["celery-noresults", "celery-results"],
     "django-tasks": ["django-tasks-pg", "django-tasks-pg-interval0.1", "django-tasks-sqlite"],
@@ -140,6 +157,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=pathlib.Path, help="results folder (default out/<time>)")
     ap.add_argument("--python", default="python3", help="interpreter for the peer venvs")
     ap.add_argument(
+        "--djap",
+        metavar="REV",
+        help="measure djap at this git revision of the checkout (default: the work tree)",
+    )
+    ap.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run djap at this git revision, as the djap-base-* peers: before and "
+        "after side by side in one run",
+    )
+    ap.add_argument(
         "--venvs",
         type=pathlib.Path,
         default=pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache"))
@@ -164,8 +192,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def select_peers(arg: str | None, jobs: list[str]) -> list[tuple[str, str]]:
+def select_peers(arg: str | None, jobs: list[str], baseline: bool) -> list[tuple[str, str]]:
     """(job, peer) pairs to run, in order: every peer of the first job, then the next."""
+    if baseline:
+        PEERS.update(BASELINE_PEERS)
     if arg:
         names: list[str] = []
         for word in (w.strip() for w in arg.split(",") if w.strip()):
@@ -173,6 +203,8 @@ def select_peers(arg: str | None, jobs: list[str]) -> list[tuple[str, str]]:
                 names += ALIASES[word]
             elif word in PEERS:
                 names.append(word)
+            elif word in BASELINE_PEERS or word == "djap-base":
+                raise UsageError(f"peer {word!r} needs --baseline REV")
             else:
                 close = difflib.get_close_matches(word, [*PEERS, *ALIASES], n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -263,6 +295,27 @@ def interpreter(name: str) -> str:
     return found
 
 
+def checkout(rev: str | None, args: argparse.Namespace) -> tuple[pathlib.Path, str]:
+    """(folder, commit) of djap at a revision: the work tree itself, or an export of it."""
+
+    def git(*cmd: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *cmd], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise UsageError(f"git {' '.join(cmd)}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    if rev is None:
+        return ROOT, git("describe", "--always", "--dirty")
+    sha = git("rev-parse", "--short", f"{rev}^{{commit}}")
+    folder = args.venvs.parent / "checkouts" / sha
+    if not (folder / "pyproject.toml").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.Popen(["git", "-C", str(ROOT), "archive", sha], stdout=subprocess.PIPE)
+        subprocess.run(["tar", "-x", "-C", str(folder)], stdin=archive.stdout, check=True)
+        archive.wait()
+    return folder, sha
+
+
 def venv_python(venv: str, args: argparse.Namespace, py: str) -> str:
     """The peer venv's python, built (or rebuilt) from its pinned requirements."""
     version = subprocess.run(
@@ -271,20 +324,28 @@ def venv_python(venv: str, args: argparse.Namespace, py: str) -> str:
         text=True,
         check=True,
     ).stdout.strip()
-    path = args.venvs / f"{venv}-py{version}"
-    reqs = (REQUIREMENTS / f"{venv}.txt").read_text()
-    if venv == "djap":
-        reqs += f"\n# editable: {ROOT}\n"
+    source = args.sources.get(venv)
+    # A revision's venv is kept apart from the work tree's: both stay built.
+    folder = f"djap-{source.name}" if source and source != ROOT else venv
+    path = args.venvs / f"{folder}-py{version}"
+    reqs = (REQUIREMENTS / f"{'djap' if source else venv}.txt").read_text()
+    if source:
+        reqs += f"\n# editable: {source}\n"
     stamp = path / STAMP
     if stamp.exists() and stamp.read_text() == reqs and (path / "bin" / "python").exists():
         return str(path / "bin" / "python")
-    say(f"==> building the {venv} venv in {path} (pinned: requirements/{venv}.txt)")
+    pinned = (
+        f"djap from {source}, pinned by requirements/djap.txt"
+        if source
+        else (f"pinned: requirements/{venv}.txt")
+    )
+    say(f"==> building the {venv} venv in {path} ({pinned})")
     shutil.rmtree(path, ignore_errors=True)
     subprocess.run([py, "-m", "venv", str(path)], check=True)
     pip = [str(path / "bin" / "python"), "-m", "pip", "install", "-q"]
     pip.append("--disable-pip-version-check")
-    if venv == "djap":
-        pip += ["-c", str(REQUIREMENTS / "djap.txt"), "-e", f"{ROOT}[postgres]"]
+    if source:
+        pip += ["-c", str(REQUIREMENTS / "djap.txt"), "-e", f"{source}[postgres]"]
     else:
         pip += ["-r", str(REQUIREMENTS / f"{venv}.txt")]
     done = subprocess.run(pip, capture_output=True, text=True)
@@ -310,16 +371,13 @@ def pythons(pairs: list[tuple[str, str]], args: argparse.Namespace) -> dict[str,
 
 # ------------------------------------------------------------------ the run
 def describe(
-    out: pathlib.Path, pg_url: str, redis_url: str, py: dict[str, str], freeze: bool
+    args: argparse.Namespace, pg_url: str, redis_url: str, py: dict[str, str], freeze: bool
 ) -> None:
     """env.txt: the machine, the servers and every venv's packages (unless not `freeze`)."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True
-    ).stdout.strip()
     cores = os.cpu_count()
     lines = [
         f"date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"djap: commit {commit or '?'}",
+        *(f"{name}: commit {commit}" for name, commit in args.commits.items()),
         f"machine: {cores} cores, {platform.machine()}, {platform.platform()}",
     ]
     snippet = (
@@ -344,7 +402,7 @@ def describe(
             [exe, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True
         ).stdout.split()
         lines.append(f"venv {venv}: {ver}; {' '.join(pkgs)}")
-    (out / "env.txt").write_text("\n".join(lines) + "\n")
+    (args.out / "env.txt").write_text("\n".join(lines) + "\n")
 
 
 def peer_env(args: argparse.Namespace, job: str, peer: str, urls: tuple[str, str]) -> dict:
@@ -373,6 +431,8 @@ def peer_env(args: argparse.Namespace, job: str, peer: str, urls: tuple[str, str
     if args.phases:
         env["PHASES"] = args.phases
     env.update(PEERS[peer].env)
+    if PEERS[peer].venv in args.commits:
+        env["DJAP_COMMIT"] = args.commits[PEERS[peer].venv]
     return env
 
 
@@ -450,11 +510,16 @@ def main(argv: list[str] | None = None) -> int:
     args.jobs = args.jobs or (200 if small else NOOP_JOBS)
     args.orm_jobs = args.orm_jobs or (100 if small else ORM_JOBS)
     args.runs = args.runs or (1 if small else 3)
-    pairs = select_peers(args.peers, jobs)
+    pairs = select_peers(args.peers, jobs, bool(args.baseline))
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     args.out = (args.out or HERE / "out" / stamp).resolve()
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     (args.out / "work").mkdir(exist_ok=True)
+    args.sources, args.commits = {}, {}
+    for venv, rev in (("djap", args.djap), ("djap-base", args.baseline)):
+        if venv == "djap" or rev:
+            folder, commit = checkout(rev, args) if not args.no_venvs else (ROOT, "this venv")
+            args.sources[venv], args.commits[venv] = folder, commit
     say(f"==> {len(pairs)} peer runs: {', '.join(f'{p} ({j})' for j, p in pairs)}")
     py = pythons(pairs, args)
     plot_py = plot_python(args)
@@ -465,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         postgres(needs_pg, args.database_url) as pg_url,
         redis(needs_redis, args.out / "work") as r_url,
     ):
-        describe(args.out, pg_url, r_url, py, freeze=not args.smoke)
+        describe(args, pg_url, r_url, py, freeze=not args.smoke)
         try:
             failed = run_peers(args, pairs, py, (pg_url, r_url))
         finally:

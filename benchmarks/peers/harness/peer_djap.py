@@ -2,7 +2,8 @@
 
 `bulk_create_new` per 5,000 to enqueue, `create_new` for the latency probes, `djap work
 --concurrency N` as the worker. DJAP_DB=pg|sqlite; DJAP_CONC (default 200 for the no-op,
-100 for the ORM job); DJAP_SYNC=1 runs the ORM job as a plain `def run` (on a thread).
+100 for the ORM job); DJAP_SYNC=1 runs the ORM job as a plain `def run` (on a thread);
+DJAP_LABEL names the peer (djap-base for the --baseline revision).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ CHUNK = 5000
 
 
 class P(common.Peer):
-    name = f"djap-{DBKIND}" + ("-sync" if SYNC else "")
-    version = f"djap {version('djap')}, Django {version('Django')}"
+    name = f"{os.environ.get('DJAP_LABEL', 'djap')}-{DBKIND}" + ("-sync" if SYNC else "")
+    version = (
+        f"djap {version('djap')} ({os.environ.get('DJAP_COMMIT', '?')}), Django {version('Django')}"
+    )
     bulk_api = f"bulk_create_new([...]) per {CHUNK}"
     settings = f"djap work --concurrency {CONC}" + (
         ", the ORM job as `def run`" if SYNC else ", `async def run`"
