@@ -194,8 +194,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def select_peers(arg: str | None, jobs: list[str], baseline: bool) -> list[tuple[str, str]]:
     """(job, peer) pairs to run, in order: every peer of the first job, then the next."""
-    if baseline:
-        PEERS.update(BASELINE_PEERS)
+    if baseline:  # each djap-base peer right after its djap peer: minutes apart, not many
+        order = []
+        for name in PEERS:
+            order.append(name)
+            order += [b for b in BASELINE_PEERS if b == name.replace("djap-", "djap-base-", 1)]
+        merged = {**PEERS, **BASELINE_PEERS}
+        PEERS.clear()
+        PEERS.update({name: merged[name] for name in order})
     if arg:
         names: list[str] = []
         for word in (w.strip() for w in arg.split(",") if w.strip()):
@@ -236,14 +242,14 @@ def postgres(needed: bool, url: str | None) -> Iterator[str]:
     pg_dir = tempfile.mkdtemp(prefix="djap-peers-pg.")
     tool = ROOT / "scripts" / "pg-throwaway"
     say("==> starting a throwaway PostgreSQL cluster (scripts/pg-throwaway)")
-    started = subprocess.run([str(tool), "start", pg_dir], capture_output=True, text=True)
-    if started.returncode != 0:
-        shutil.rmtree(pg_dir, ignore_errors=True)
-        raise UsageError(f"could not start PostgreSQL: {started.stderr.strip()}")
-    try:
+    try:  # stop (which also removes the folder) whatever happened to the start
+        started = subprocess.run([str(tool), "start", pg_dir], capture_output=True, text=True)
+        if started.returncode != 0:
+            raise UsageError(f"could not start PostgreSQL: {started.stderr.strip()}")
         yield started.stdout.strip().rsplit("/", 1)[0]
     finally:
         subprocess.run([str(tool), "stop", pg_dir], capture_output=True)
+        shutil.rmtree(pg_dir, ignore_errors=True)
         say("==> stopped the throwaway PostgreSQL cluster")
 
 
