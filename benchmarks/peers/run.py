@@ -37,6 +37,8 @@ REQUIREMENTS = HERE / "requirements"
 ROOT = HERE.parent.parent
 #: A peer that has not finished all its runs by then is stopped (seconds).
 PEER_TIMEOUT_S = 1800
+#: A peer told to stop gets this long to stop its own workers (seconds).
+PEER_STOP_S = 30
 #: redis-server must answer PING within this long after its start (seconds).
 REDIS_START_S = 10.0
 #: Written into each venv; a venv whose stamp differs from its requirements is rebuilt.
@@ -449,18 +451,25 @@ def run_peers(args: argparse.Namespace, pairs, py: dict[str, str], urls: tuple[s
         say(f"=== {time.strftime('%H:%M:%S')} {peer} ({job})")
         t0 = time.monotonic()
         with open(args.out / "logs" / f"{peer}.{job}.out", "ab") as log:
+            proc = subprocess.Popen(
+                [py[spec.venv], spec.script],
+                cwd=HARNESS,
+                env=peer_env(args, job, peer, urls),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
             try:
-                rc = subprocess.run(
-                    [py[spec.venv], spec.script],
-                    cwd=HARNESS,
-                    env=peer_env(args, job, peer, urls),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    timeout=PEER_TIMEOUT_S,
-                ).returncode
+                rc: int | str = proc.wait(timeout=PEER_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 rc = "timeout"
+            finally:  # on a timeout or an interrupt: the peer stops its workers first
+                if proc.poll() is None:
+                    proc.terminate()
+                    try:
+                        proc.wait(timeout=PEER_STOP_S)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
         say(f"    rc={rc}, {time.monotonic() - t0:.0f} s")
         if rc != 0:
             failed += 1

@@ -24,6 +24,7 @@ import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -151,12 +152,16 @@ def verify(marks: list[tuple[int, float]], expected: Iterable[int]) -> dict[str,
 
 
 # ---------------------------------------------------------------- processes
+#: Workers started and not yet stopped: stopped also when this process is told to stop.
+_live: list[subprocess.Popen] = []
+
+
 def spawn(cmd: list[str], env_extra: dict[str, Any], log: pathlib.Path) -> subprocess.Popen:
     """A worker in a process group of its own, so that stop() reaches its pool children."""
     env = os.environ.copy()
     env.update({k: str(v) for k, v in env_extra.items()})
     with open(log, "ab") as out:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             env=env,
             stdout=out,
@@ -165,6 +170,8 @@ def spawn(cmd: list[str], env_extra: dict[str, Any], log: pathlib.Path) -> subpr
             cwd=HERE,
             start_new_session=True,
         )
+    _live.append(proc)
+    return proc
 
 
 def stop(procs: list[subprocess.Popen], grace: float = 8.0) -> None:
@@ -182,6 +189,8 @@ def stop(procs: list[subprocess.Popen], grace: float = 8.0) -> None:
             os.killpg(p.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             p.wait(timeout=5)
+        if p in _live:
+            _live.remove(p)
 
 
 def tail(path: pathlib.Path, lines: int = 15) -> str:
@@ -359,6 +368,8 @@ def run_peer(peer: Peer) -> None:
     (RESULTS.parent / "logs").mkdir(parents=True, exist_ok=True)
     default_phases = "enqueue,drain1,drain2" + (",latency" if JOB == "noop" else "")
     phases = set(os.environ.get("PHASES", default_phases).split(","))
+    # Told to stop (run.py interrupted): leave no worker behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     peer.setup()
     try:
         for run in range(RUNS):
@@ -402,4 +413,5 @@ def run_peer(peer: Peer) -> None:
             with open(RESULTS, "a") as f:
                 f.write(line + "\n")
     finally:
+        stop(list(_live))
         peer.teardown()
