@@ -9,19 +9,14 @@ the only signal on SQLite and the fallback when a notification is missed.
 
 An async job is cancelled in its `await` (it sees asyncio.CancelledError). A sync job
 cannot be stopped inside its thread: its result is discarded, the thread runs on.
+The statement itself is the queue's: InTransaction.job_cancel.
 """
 
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
-from django.utils import timezone
 
-from . import conf, pipelines
 from .models import JobDBModel
-from .queue.base import CANCEL_CHANNEL
-
-_WAITING = (JobDBModel.Status.NEW, JobDBModel.Status.NOT_READY)
 
 
 def _job_id(job: int | JobDBModel) -> int:
@@ -38,31 +33,9 @@ def cancel(job: int | JobDBModel) -> bool:
     Joins the caller's transaction; a running job is stopped once that commits.
     Raises JobDBModel.DoesNotExist for an id that names no job.
     """
-    job_id = _job_id(job)
-    alias = conf.database_alias()
-    jobs = JobDBModel.objects.using(alias).filter(pk=job_id)
-    with transaction.atomic(using=alias):
-        pipeline = pipelines.lock_pipeline_of(job_id)
-        now = timezone.now()
-        running = jobs.filter(status=JobDBModel.Status.IN_PROGRESS).update(
-            status=JobDBModel.Status.CANCELLED, finished_at=now, worker_id=None
-        )
-        waiting = 0
-        if not running:
-            waiting = jobs.filter(status__in=_WAITING).update(
-                status=JobDBModel.Status.CANCELLED, finished_at=now
-            )
-        if running and connections[alias].vendor == "postgresql":
-            with connections[alias].cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, str(job_id)])
-        if not (running or waiting) and not jobs.exists():
-            raise JobDBModel.DoesNotExist(f"cancel(): no job has id {job_id}")
-        if pipeline is not None and (running or waiting):
-            # A pipeline cannot finish without this step: cancel it (retry resumes it).
-            pipelines.step_cancelled(pipeline)
-    if isinstance(job, JobDBModel) and (running or waiting):
-        job.status, job.finished_at, job.worker_id = JobDBModel.Status.CANCELLED, now, None
-    return bool(running or waiting)
+    if isinstance(job, JobDBModel):
+        return job.cancel()
+    return JobDBModel(pk=_job_id(job)).cancel()
 
 
 async def acancel(job: int | JobDBModel) -> bool:

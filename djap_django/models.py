@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.db import models
 from django.db.models import Q
+
+from .queue import in_transaction
 
 
 class PipelineDBModel(models.Model):
@@ -153,19 +156,24 @@ class JobDBModel(models.Model):
     def __str__(self) -> str:
         return f"{self.name} #{self.pk} ({self.status})"
 
-    # -- cancellation and retry live with the row; see djap_django.control.
+    # -- cancellation: one statement of the queue's (queue/in_transaction.py) ----------
 
     def cancel(self) -> bool:
         """Cancel this job (see djap_django.control.cancel); True if this call did."""
-        from .control import cancel
-
-        return cancel(self)
+        result = in_transaction().job_cancel(self.pk)
+        if not result.found:
+            raise JobDBModel.DoesNotExist(f"cancel(): no job has id {self.pk}")
+        if result.cancelled:
+            self.status, self.finished_at, self.worker_id = (
+                JobDBModel.Status.CANCELLED,
+                result.finished_at,
+                None,
+            )
+        return result.cancelled
 
     async def acancel(self) -> bool:
         """Async twin of cancel."""
-        from .control import acancel
-
-        return await acancel(self)
+        return await sync_to_async(self.cancel)()
 
 
 class QueueOverview(JobDBModel):

@@ -25,13 +25,10 @@ from django.utils import timezone
 from . import codec, conf
 from .exceptions import InvalidInputsError
 from .models import JobDBModel, PipelineDBModel
-from .queue.base import Outcome
+from .queue.base import HALTED, Outcome
 
 Status = JobDBModel.Status
 
-#: The error of a waiting step stopped because its pipeline failed or was cancelled;
-#: resuming the pipeline (retry_job) brings exactly these rows back.
-HALTED = "halted: its pipeline failed or was cancelled; retrying the failed job resumes it"
 #: The error of a step that will never run because a fan-out before it was empty.
 SKIPPED = "skipped: an earlier step fanned out into an empty list"
 
@@ -259,6 +256,22 @@ def ready_join(
     join.status = Status.NEW
     join.save(using=alias, update_fields=["inputs", "status"])
     return True
+
+
+# -- locks
+
+
+def lock_pipeline_of(alias: str, job_id: int) -> PipelineDBModel | None:
+    """Lock the pipeline of a job (if any) before touching the job's row.
+
+    Every writer takes the pipeline row first, then job rows, so two of them never
+    wait on each other in a circle.
+    """
+    jobs = JobDBModel.objects.using(alias).filter(pk=job_id)
+    pipeline_id = jobs.values_list("pipeline_id", flat=True).first()
+    if pipeline_id is None:
+        return None
+    return PipelineDBModel.objects.using(alias).select_for_update().get(pk=pipeline_id)
 
 
 # -- the pipeline's own status -----------------------------------------------------

@@ -12,7 +12,6 @@ is the public face: the class, trigger, retry, cancel, and the worker's hook.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
 from typing import Any, ClassVar
@@ -20,7 +19,6 @@ from typing import Any, ClassVar
 from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import Count
-from django.utils import timezone
 
 from . import conf, pipeline_flow, registry
 from .exceptions import (
@@ -32,6 +30,7 @@ from .exceptions import (
 from .jobs import BaseJob, build_row, notify_new_jobs
 from .models import JobDBModel, PipelineDBModel
 from .pipeline_flow import Step, StepError
+from .queue import in_transaction
 from .queue.base import ClaimedJob, Outcome
 
 logger = logging.getLogger("djap.pipelines")
@@ -257,31 +256,14 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
             )
         except StepError as exc:
             status, error = Status.FAILED, str(exc)
-    now = timezone.now()
-    row.status = status
-    row.outputs = None if outcome.outputs_json is None else json.loads(outcome.outputs_json)
-    row.error = error
-    if error:
-        # The history of failed attempts, as the queue's own finish keeps it.
-        row.errors = [
-            *(row.errors or []),
-            {"attempt": row.attempts, "error": error, "at": now.isoformat()},
-        ]
-    row.run_after = outcome.run_after
-    row.worker_id = None
-    row.finished_at = None if status == Status.NEW else now
-    row.save(
-        using=alias,
-        update_fields=[
-            "status",
-            "outputs",
-            "error",
-            "errors",
-            "run_after",
-            "worker",
-            "finished_at",
-        ],
+    in_transaction(alias).job_finish_step(
+        row.pk,
+        status=status,
+        outputs_json=outcome.outputs_json,
+        error=error,
+        run_after=outcome.run_after,
     )
+    row.status = status
     written = (
         outcome
         if status == outcome.status
@@ -325,35 +307,6 @@ async def afail_pipelines_of_failed_jobs() -> int:
     return await sync_to_async(fail_pipelines_of_failed_jobs)()
 
 
-def lock_pipeline_of(job_id: int) -> PipelineDBModel | None:
-    """Lock the pipeline of a job (if any) before touching the job's row.
-
-    Every writer takes the pipeline row first, then job rows, so two of them never
-    wait on each other in a circle.
-    """
-    alias = conf.database_alias()
-    jobs = JobDBModel.objects.using(alias).filter(pk=job_id)
-    pipeline_id = jobs.values_list("pipeline_id", flat=True).first()
-    if pipeline_id is None:
-        return None
-    return PipelineDBModel.objects.using(alias).select_for_update().get(pk=pipeline_id)
-
-
-def step_cancelled(pipeline: PipelineDBModel) -> None:
-    """A step was cancelled by itself (`djap.cancel`): the pipeline cannot finish.
-
-    The pipeline is cancelled and its waiting steps halted; `retry_job` on the
-    cancelled step resumes it.
-    """
-    if pipeline.status == PipelineDBModel.Status.RUNNING:
-        pipeline_flow.halt(
-            conf.database_alias(),
-            pipeline,
-            PipelineDBModel.Status.CANCELLED,
-            (Status.NOT_READY, Status.NEW),
-        )
-
-
 # -- retry, cancel, counts ---------------------------------------------------------
 
 
@@ -365,7 +318,7 @@ def retry_job(job_id: int) -> JobDBModel:
     """
     alias = conf.database_alias()
     with transaction.atomic(using=alias):
-        pipeline = lock_pipeline_of(job_id)
+        pipeline = pipeline_flow.lock_pipeline_of(alias, job_id)
         row = JobDBModel.objects.using(alias).select_for_update().filter(pk=job_id).first()
         if row is None:
             raise JobNotRetryableError(f"there is no job with id {job_id}")
@@ -404,19 +357,7 @@ def _retry_row(alias: str, row: JobDBModel, pipeline: PipelineDBModel | None) ->
         )
     if not halted:
         # A fresh start: all its attempts again, no leftover schedule or crash count.
-        row.status, row.attempts, row.crashes = Status.NEW, 0, 0
-        row.run_after = row.finished_at = row.started_at = None
-        row.save(
-            using=alias,
-            update_fields=[
-                "status",
-                "attempts",
-                "crashes",
-                "run_after",
-                "finished_at",
-                "started_at",
-            ],
-        )
+        in_transaction(alias).job_retry(row.pk)
     if pipeline is None:
         return True
     pipeline_cls = get_pipeline(pipeline.name)

@@ -6,8 +6,18 @@ from django.db import connections
 
 from .. import conf
 from .base import ClaimedJob, Outcome, Queue, RescueReport, WorkerInfo
+from .in_transaction import InTransaction
 
-__all__ = ["ClaimedJob", "Outcome", "Queue", "RescueReport", "WorkerInfo", "open_queue"]
+__all__ = [
+    "ClaimedJob",
+    "InTransaction",
+    "Outcome",
+    "Queue",
+    "RescueReport",
+    "WorkerInfo",
+    "in_transaction",
+    "open_queue",
+]
 
 
 def open_queue(alias: str | None = None) -> Queue:
@@ -25,3 +35,8 @@ def open_queue(alias: str | None = None) -> Queue:
     raise NotImplementedError(
         f"djap runs on PostgreSQL or SQLite; database {alias!r} is {connection.vendor}"
     )
+
+
+def in_transaction(alias: str | None = None) -> InTransaction:
+    """The statements that join the caller's transaction on `alias` (see in_transaction.py)."""
+    return InTransaction(alias or conf.database_alias())

@@ -115,5 +115,9 @@ class Queue(Connection, Statements, Protocol):
     """The database as a queue: what a worker and a supervisor hold."""
 
 
+#: The error of a waiting pipeline step stopped because its pipeline failed or was
+#: cancelled; resuming the pipeline (retry_job) brings exactly these rows back.
+HALTED = "halted: its pipeline failed or was cancelled; retrying the failed job resumes it"
+
 #: The error a rescued job carries when its worker died too often while running it.
 POISON_ERROR = "worker died while running this job {crashes} times in a row (DJAP MAX_CRASHES)"
