@@ -218,7 +218,8 @@ def supervise(
     setup_django(settings, pythonpath)
     from djap_django import registry
 
-    from .supervisor import SuperviseOptions, supervise_command
+    from .commands.supervise import supervise_command
+    from .supervisor.options import SuperviseOptions
 
     try:
         check_names(groups, registry.names())
@@ -254,7 +255,7 @@ def status(
 ) -> None:
     """The queue and every host's workers, once (tables or --json), or --watch."""
     setup_django(settings, pythonpath)
-    from .status import status_command
+    from .commands.status import status_command
 
     raise typer.Exit(status_command(as_json=json_out, watch=watch, check=check, interval=interval))
 

@@ -189,7 +189,7 @@ class Metrics:
         from djap_django import conf
         from djap_django.models import WorkerDBModel
 
-        from .status import query_queue
+        from .status.queries import query_queue
 
         alias = self._alias()
         stale = timezone.now() - dt.timedelta(seconds=conf.get("STALE_AFTER"))

@@ -1,8 +1,8 @@
-"""The live view: a pure `render(snapshot)` and the log-line fallback for no TTY.
+"""The live view as a pure function: `render(snapshot)` returns rich renderables.
 
-`render` turns a Snapshot into rich renderables and nothing else (no queries, no
-clock), so it is tested by rendering a hand-made snapshot. It is sized for an
-80x24 terminal: long lists are cut to their most useful rows with a "+N more".
+No queries, no clock: a test renders a hand-made snapshot with a fixed-size Console.
+It is sized for an 80x24 terminal: long lists are cut to their most useful rows with
+a "+N more".
 """
 
 from __future__ import annotations
@@ -12,24 +12,22 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from .health import format_bytes
-from .status import ALL_STATUSES, Snapshot
+from ..health import format_bytes
+from ..status.snapshot import ALL_STATUSES, Snapshot
+from .text import (
+    STATUS_TITLES,
+    format_count,
+    format_duration,
+    pipelines_line,
+    progress_text,
+    sparkline,
+)
 
-SPARK = "▁▂▃▄▅▆▇█"
 #: Rows each part may take, so the whole view fits in 24 lines.
 MAX_QUEUE_ROWS = 4
 MAX_PROCESS_ROWS = 6
 MAX_FAILURES = 2
 MAX_EVENTS = 3
-#: Short column titles for job statuses.
-STATUS_TITLES = {
-    "not_ready": "blocked",
-    "new": "waiting",
-    "in_progress": "running",
-    "done": "done",
-    "failed": "failed",
-    "cancelled": "cancel",
-}
 STATE_STYLES = {
     "running": "green",
     "draining": "yellow",
@@ -40,40 +38,6 @@ STATE_STYLES = {
     "stopped": "dim",
     "dead": "red",
 }
-
-
-def sparkline(values: tuple[float, ...] | list[float], width: int = 30) -> str:
-    """A one-line bar chart of the last `width` values, scaled to their maximum."""
-    values = list(values)[-width:]
-    if not values:
-        return ""
-    top = max(values)
-    if top <= 0:
-        return SPARK[0] * len(values)
-    return "".join(
-        SPARK[min(len(SPARK) - 1, int(v / top * (len(SPARK) - 1) + 0.5))] for v in values
-    )
-
-
-def format_duration(seconds: float) -> str:
-    """65 -> '1m05s', 3700 -> '1h01m'."""
-    seconds = int(max(0, seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
-
-
-def format_count(n: int) -> str:
-    """Counts that fit a narrow column: 12345 -> '12.3k'."""
-    if n < 10_000:
-        return str(n)
-    if n < 1_000_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n / 1_000_000:.1f}M"
 
 
 def _header(snapshot: Snapshot) -> RenderableType:
@@ -260,88 +224,3 @@ def render(snapshot: Snapshot, fit_screen: bool = True) -> RenderableType:
         parts.append(_worker_table(snapshot))
     parts += _stranded(snapshot) + _failures(snapshot) + _events(snapshot)
     return Group(*parts)
-
-
-def jobs_left(snapshot: Snapshot) -> int:
-    """Jobs not yet finished: waiting, scheduled behind a pipeline step, or running."""
-    totals = snapshot.totals()
-    return sum(totals.get(s, 0) for s in ("new", "not_ready", "in_progress"))
-
-
-def progress_text(snapshot: Snapshot) -> str:
-    """'1,247 left, empty in ~4s' at the current rate; '' when nothing is left."""
-    left = jobs_left(snapshot)
-    if not left:
-        return ""
-    t = snapshot.throughput
-    if t is None or t.now <= 0:
-        return f"{left:,} left"
-    return f"{left:,} left, empty in ~{format_duration(left / t.now)}"
-
-
-def pipelines_line(snapshot: Snapshot) -> str:
-    """'2 running, 5 done' from the snapshot's pipeline counts, in lifecycle order."""
-    order = ("running", "done", "failed", "cancelled")
-    return ", ".join(f"{snapshot.pipelines[s]:,} {s}" for s in order if snapshot.pipelines.get(s))
-
-
-def summary_line(snapshot: Snapshot) -> str:
-    """The periodic line printed instead of the live view (no TTY, or --no-dashboard)."""
-    totals = snapshot.totals()
-    alive = (
-        sum(1 for p in snapshot.processes if p.state == "running")
-        if snapshot.processes
-        else sum(1 for w in snapshot.workers if w.alive)
-    )
-    parts = [f"{alive} procs running"]
-    parts += [f"{STATUS_TITLES[s]} {totals[s]}" for s in ALL_STATUSES if totals.get(s)]
-    if snapshot.throughput is not None:
-        t = snapshot.throughput
-        parts.append(f"{t.now:.1f} jobs/s now, {t.average:.1f} avg, {t.total} total")
-        progress = progress_text(snapshot)
-        if progress:
-            parts.append(progress)
-    if any(snapshot.pipelines.values()):
-        parts.append("pipelines " + pipelines_line(snapshot))
-    if snapshot.stranded:
-        parts.append("no live worker takes " + ",".join(snapshot.stranded))
-    return "summary: " + "; ".join(parts)
-
-
-class LiveView:
-    """The rich Live loop: redraws the latest snapshot on every supervisor tick."""
-
-    def __init__(self, console) -> None:
-        from rich.live import Live
-
-        self.live = Live(
-            console=console,
-            auto_refresh=False,
-            transient=False,
-            redirect_stdout=True,
-            redirect_stderr=True,
-        )
-
-    def __enter__(self) -> LiveView:
-        self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.live.__exit__(*exc)
-
-    def __call__(self, snapshot: Snapshot) -> None:
-        self.live.update(render(snapshot), refresh=True)
-
-
-class LogView:
-    """Without a TTY: process events are log lines already; add a summary line now and then."""
-
-    def __init__(self, emit, every_s: float, clock) -> None:
-        self.emit, self.every_s, self.clock = emit, every_s, clock
-        self.last = clock()
-
-    def __call__(self, snapshot: Snapshot) -> None:
-        now = self.clock()
-        if now - self.last >= self.every_s:
-            self.last = now
-            self.emit(summary_line(snapshot))
