@@ -17,8 +17,23 @@ One module per job, each importing only those above it in this list:
 
 from __future__ import annotations
 
-from .core import Supervisor
+from .core import IMMEDIATE_STOP_S, TICK_S, Supervisor
+from .events import EVENTS_KEPT
 from .logfile import default_log_file
 from .options import SuperviseOptions
+from .processes import Child, Slot
+from .rescue import RESCUE_STALE_EVERY_S
+from .restarts import STOP_MARGIN_S
 
-__all__ = ["SuperviseOptions", "Supervisor", "default_log_file"]
+__all__ = [
+    "EVENTS_KEPT",
+    "IMMEDIATE_STOP_S",
+    "RESCUE_STALE_EVERY_S",
+    "STOP_MARGIN_S",
+    "TICK_S",
+    "Child",
+    "Slot",
+    "SuperviseOptions",
+    "Supervisor",
+    "default_log_file",
+]
