@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 _NUMBER = (int, float)
 #: key -> (accepted types, smallest value or None, may be None)
@@ -119,6 +119,6 @@ def _check_value(key: str, value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         return f"DJAP[{key!r}] must be {names}, not {type(value).__name__} ({value!r})"
-    if minimum is not None and value < minimum:
+    if minimum is not None and cast(float, value) < minimum:
         return f"DJAP[{key!r}] must be at least {minimum}, not {value!r}"
     return None

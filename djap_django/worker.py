@@ -17,7 +17,9 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 from asgiref.sync import sync_to_async
 
@@ -68,7 +70,8 @@ class Worker:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.stats = WorkerStats()
-        self.worker_id: int | None = None
+        #: This worker's row id, once registered (0 before: row ids start at 1).
+        self.worker_id = 0
         self.state = "running"
         self._running: dict[int, asyncio.Task] = {}
         self._stop = asyncio.Event()
@@ -268,9 +271,11 @@ class Worker:
             )
         return False
 
-    async def _wait_for(self, awaitable, deadline: float | None, poll: bool = False) -> None:
+    async def _wait_for(
+        self, awaitable: Awaitable[object] | None, deadline: float | None, poll: bool = False
+    ) -> None:
         """Wait for `awaitable`, a new job (poll), a stop request or the deadline."""
-        waits = [asyncio.ensure_future(self._stop.wait())]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._stop.wait())]
         if awaitable is not None:
             waits.append(asyncio.ensure_future(awaitable))
         timeout = conf.get("POLL_INTERVAL")

@@ -145,8 +145,9 @@ class InTransaction:
                 "json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempts,"
                 " 'error', %s, 'at', strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now')))"
             )
-        if run_after is not None:
-            run_after = self.connection.ops.adapt_datetimefield_value(run_after)
+        due = (
+            None if run_after is None else self.connection.ops.adapt_datetimefield_value(run_after)
+        )
         with self.connection.cursor() as cursor:
             self._execute(
                 cursor,
@@ -159,7 +160,7 @@ class InTransaction:
                     status,
                     outputs_json,
                     error,
-                    run_after,
+                    due,
                     status,
                     *self._now(),
                     error,

@@ -61,15 +61,32 @@ class PostgresConnections:
 
     def __init__(self, django_connection: Any) -> None:
         self.params = connection_params(django_connection)
-        self._conn: psycopg.AsyncConnection | None = None
-        self._finish_conn: psycopg.AsyncConnection | None = None
-        self._listen_conn: psycopg.AsyncConnection | None = None
-        self._listener: asyncio.Task | None = None
+        self._connections: dict[str, psycopg.AsyncConnection[Any] | None] = dict.fromkeys(
+            ("_conn", "_finish_conn"), None
+        )
+        self._listen_conn: psycopg.AsyncConnection[Any] | None = None
+        self._listener: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         #: Called with a job id when a cancel notification arrives (given to `listen`).
         self._on_cancel: Callable[[int], None] | None = None
 
-    async def _open(self, claims: bool = False) -> psycopg.AsyncConnection:
+    # The statements use `self._conn` (claims and other short statements) and
+    # `self._finish_conn` (the completer's batches): open once connect() has run.
+    @property
+    def _conn(self) -> psycopg.AsyncConnection[Any]:
+        return self._opened("_conn")
+
+    @property
+    def _finish_conn(self) -> psycopg.AsyncConnection[Any]:
+        return self._opened("_finish_conn")
+
+    def _opened(self, attr: str) -> psycopg.AsyncConnection[Any]:
+        conn = self._connections[attr]
+        if conn is None:
+            raise RuntimeError("the queue is not connected: call connect() first")
+        return conn
+
+    async def _open(self, claims: bool = False) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
         await conn.execute(_PLANNER_SETTINGS)
         if claims:
@@ -77,8 +94,8 @@ class PostgresConnections:
         return conn
 
     async def connect(self) -> None:
-        self._conn = await self._open(claims=True)
-        self._finish_conn = await self._open()
+        self._connections["_conn"] = await self._open(claims=True)
+        self._connections["_finish_conn"] = await self._open()
 
     # -- outages -------------------------------------------------------------------
 
@@ -89,23 +106,23 @@ class PostgresConnections:
 
     async def reconnect(self) -> None:
         """Reopen whichever connection the server dropped; healthy ones are kept."""
-        for attr in ("_conn", "_finish_conn"):
-            conn = getattr(self, attr)
+        for attr, conn in self._connections.items():
             if conn is None or conn.closed:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-                setattr(self, attr, await self._open(claims=attr == "_conn"))
+                self._connections[attr] = await self._open(claims=attr == "_conn")
 
     async def close(self) -> None:
         if self._listener is not None:
             self._listener.cancel()
             await asyncio.gather(self._listener, return_exceptions=True)
             self._listener = None
-        for conn in (self._conn, self._finish_conn, self._listen_conn):
+        for conn in (*self._connections.values(), self._listen_conn):
             if conn is not None and not conn.closed:
                 await conn.close()
-        self._conn = self._finish_conn = self._listen_conn = None
+        self._connections = dict.fromkeys(self._connections, None)
+        self._listen_conn = None
 
     # -- waking up -----------------------------------------------------------------
 
@@ -118,7 +135,8 @@ class PostgresConnections:
                     await self._listen_conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     # Jobs may have arrived while we were not listening.
                     self._wakeup.set()
-                async for note in self._listen_conn.notifies():
+                listen_conn = self._listen_conn
+                async for note in listen_conn.notifies():
                     if note.channel == CANCEL_CHANNEL:
                         if self._on_cancel is not None and note.payload.isdigit():
                             self._on_cancel(int(note.payload))

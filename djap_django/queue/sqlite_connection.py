@@ -34,8 +34,15 @@ class SQLiteConnection:
     def __init__(self, django_connection: Any) -> None:
         self.path = database_path(django_connection)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="djap-sqlite")
-        self._db: sqlite3.Connection | None = None
+        self._db_or_none: sqlite3.Connection | None = None
         self._poll_s = 0.0
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The open connection the statements use (once connect() has run)."""
+        if self._db_or_none is None:
+            raise RuntimeError("the queue is not connected: call connect() first")
+        return self._db_or_none
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -46,7 +53,7 @@ class SQLiteConnection:
         )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
-        self._db = db
+        self._db_or_none = db
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one BEGIN IMMEDIATE transaction."""
@@ -77,13 +84,13 @@ class SQLiteConnection:
 
     async def reconnect(self) -> None:
         """Reopen the file only if the connection is gone; a lock needs no new connection."""
-        if self._db is None:
+        if self._db_or_none is None:
             await self._call(self._open)
 
     async def close(self) -> None:
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
+        if self._db_or_none is not None:
+            await self._call(self._db_or_none.close)
+            self._db_or_none = None
         self._executor.shutdown(wait=False)
 
     # -- waking up -----------------------------------------------------------------
