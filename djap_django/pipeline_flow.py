@@ -25,6 +25,7 @@ from django.utils import timezone
 from . import codec, conf
 from .exceptions import InvalidInputsError
 from .models import JobDBModel, PipelineDBModel
+from .queue import in_transaction
 from .queue.base import HALTED, Outcome
 
 Status = JobDBModel.Status
@@ -279,14 +280,11 @@ def lock_pipeline_of(alias: str, job_id: int) -> PipelineDBModel | None:
 
 def halt(alias: str, pipeline: PipelineDBModel, status: str, statuses: Sequence[str]) -> int:
     """Set the pipeline's status and stop its waiting steps; returns how many stopped."""
-    now = timezone.now()
-    pipeline.status, pipeline.finished_at = status, now
-    pipeline.save(using=alias, update_fields=["status", "finished_at"])
-    return (
-        _jobs(alias, pipeline)
-        .filter(status__in=statuses)
-        .update(status=Status.CANCELLED, error=HALTED, finished_at=now)
+    halted, pipeline.finished_at = in_transaction(alias).pipeline_halt(
+        pipeline.pk, status, statuses
     )
+    pipeline.status = status
+    return halted
 
 
 def fail(alias: str, pipeline: PipelineDBModel) -> None:
@@ -299,9 +297,9 @@ def finish_if_idle(alias: str, pipeline: PipelineDBModel) -> None:
     """A running pipeline with nothing left to run or waiting is done."""
     if pipeline.status != PipelineDBModel.Status.RUNNING:
         return
-    if not _jobs(alias, pipeline).filter(status__in=UNFINISHED).exists():
-        pipeline.status, pipeline.finished_at = PipelineDBModel.Status.DONE, timezone.now()
-        pipeline.save(using=alias, update_fields=["status", "finished_at"])
+    finished_at = in_transaction(alias).pipeline_finish_if_idle(pipeline.pk)
+    if finished_at is not None:
+        pipeline.status, pipeline.finished_at = PipelineDBModel.Status.DONE, finished_at
 
 
 def resume(alias: str, pipeline: PipelineDBModel, steps: Sequence[Step]) -> bool:

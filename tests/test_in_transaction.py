@@ -79,3 +79,29 @@ def test_job_retry_gives_a_failed_job_a_fresh_start():
     assert in_transaction().job_retry(running.pk) == 0
     row.refresh_from_db()
     assert (row.status, row.attempts, row.crashes, row.finished_at) == ("new", 0, 0, None)
+
+
+def test_pipeline_halt_ends_the_pipeline_and_stops_the_steps_named():
+    pipeline = PipelineDBModel.objects.create(name="P")
+    waiting = JobDBModel.objects.create(name="A", status="not_ready", pipeline=pipeline)
+    ready = JobDBModel.objects.create(name="B", status="new", pipeline=pipeline)
+    halted, finished_at = in_transaction().pipeline_halt(pipeline.pk, "failed", ("not_ready",))
+    assert halted == 1
+    pipeline.refresh_from_db()
+    waiting.refresh_from_db()
+    ready.refresh_from_db()
+    assert (pipeline.status, pipeline.finished_at) == ("failed", finished_at)
+    assert (waiting.status, waiting.error, ready.status) == ("cancelled", HALTED, "new")
+
+
+def test_pipeline_finish_if_idle_waits_for_every_step():
+    pipeline = PipelineDBModel.objects.create(name="P")
+    step = JobDBModel.objects.create(name="A", status="in_progress", pipeline=pipeline)
+    assert in_transaction().pipeline_finish_if_idle(pipeline.pk) is None
+    JobDBModel.objects.filter(pk=step.pk).update(status="done")
+    finished_at = in_transaction().pipeline_finish_if_idle(pipeline.pk)
+    pipeline.refresh_from_db()
+    assert finished_at is not None and (pipeline.status, pipeline.finished_at) == (
+        "done",
+        finished_at,
+    )

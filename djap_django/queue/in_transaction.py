@@ -17,6 +17,7 @@ takes `%s` markers on both.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,8 @@ from .base import CANCEL_CHANNEL, HALTED
 CANCELLABLE = ("new", "not_ready", "in_progress")
 #: The steps of a cancelled pipeline that are halted with it.
 WAITING = ("not_ready", "new")
+#: A pipeline with a step in one of these is not done.
+UNFINISHED = ("not_ready", "new", "in_progress")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +83,7 @@ class InTransaction:
         """
         with transaction.atomic(using=self.alias), self.connection.cursor() as cursor:
             pipeline_id = self._pipeline_lock_of_job(cursor, job_id)
-            stamp = timezone.now()
-            now = [] if self._postgres else [self.connection.ops.adapt_datetimefield_value(stamp)]
+            now, stamp = self._stamp()
             rows = self._execute(
                 cursor,
                 f"UPDATE djap_job SET status = 'cancelled', finished_at = NOW, worker_id = NULL"
@@ -93,13 +95,10 @@ class InTransaction:
                     cursor, "SELECT 1 FROM djap_job WHERE id = %s", [job_id]
                 ).fetchone()
                 return CancelResult(found=found is not None)
-            finished_at = stamp
+            finished_at = self._returned(rows, stamp)
             if self._postgres:
                 # Workers that do not run the job ignore the notification.
                 cursor.execute("SELECT pg_notify(%s, %s)", [CANCEL_CHANNEL, str(job_id)])
-                finished_at = rows[0][0]
-                if not settings.USE_TZ:
-                    finished_at = timezone.make_naive(finished_at)
             if pipeline_id is not None:
                 # A pipeline cannot finish without this step: cancel it (retry resumes it).
                 self._pipeline_halt(cursor, pipeline_id, "cancelled", WAITING)
@@ -181,6 +180,41 @@ class InTransaction:
         ).fetchone()
         return None if row is None else row[0]
 
+    def pipeline_halt(
+        self, pipeline_id: int, status: str, statuses: Sequence[str]
+    ) -> tuple[int, dt.datetime]:
+        """End a pipeline in `status` and stop its steps in `statuses` (the caller locked it).
+
+        Returns how many steps stopped, and the pipeline's `finished_at`.
+        """
+        with self.connection.cursor() as cursor:
+            now, stamp = self._stamp()
+            rows = self._execute(
+                cursor,
+                "UPDATE djap_pipeline SET status = %s, finished_at = NOW WHERE id = %s"
+                " RETURNING finished_at",
+                [status, *now, pipeline_id],
+            ).fetchall()
+            halted = self._halt_steps(cursor, pipeline_id, tuple(statuses), now)
+        return halted, self._returned(rows, stamp)
+
+    def pipeline_finish_if_idle(self, pipeline_id: int) -> dt.datetime | None:
+        """Mark a running pipeline done if none of its steps is left to run or waiting.
+
+        Returns its `finished_at`, or None if it is not done (yet).
+        """
+        with self.connection.cursor() as cursor:
+            now, stamp = self._stamp()
+            rows = self._execute(
+                cursor,
+                f"UPDATE djap_pipeline SET status = 'done', finished_at = NOW"
+                f" WHERE id = %s AND status = 'running' AND NOT EXISTS ("
+                f"SELECT 1 FROM djap_job WHERE pipeline_id = %s AND status IN {_in(UNFINISHED)})"
+                f" RETURNING finished_at",
+                [*now, pipeline_id, pipeline_id],
+            ).fetchall()
+        return self._returned(rows, stamp) if rows else None
+
     def _pipeline_halt(
         self, cursor: Any, pipeline_id: int, status: str, statuses: tuple[str, ...]
     ) -> int:
@@ -193,9 +227,32 @@ class InTransaction:
         ).rowcount
         if not ended:
             return 0
+        return self._halt_steps(cursor, pipeline_id, statuses, self._now())
+
+    def _halt_steps(
+        self, cursor: Any, pipeline_id: int, statuses: tuple[str, ...], now: list[Any]
+    ) -> int:
+        if not statuses:
+            return 0
         return self._execute(
             cursor,
             f"UPDATE djap_job SET status = 'cancelled', error = %s, finished_at = NOW"
             f" WHERE pipeline_id = %s AND status IN {_in(statuses)}",
-            [HALTED, *self._now(), pipeline_id],
+            [HALTED, *now, pipeline_id],
         ).rowcount
+
+    # -- the clock -----------------------------------------------------------------
+
+    def _stamp(self) -> tuple[list[Any], dt.datetime]:
+        """(the parameters for one NOW marker, the Python time they stand for on SQLite)."""
+        stamp = timezone.now()
+        if self._postgres:
+            return [], stamp
+        return [self.connection.ops.adapt_datetimefield_value(stamp)], stamp
+
+    def _returned(self, rows: list[Any], stamp: dt.datetime) -> dt.datetime:
+        """The `finished_at` a statement wrote: the database's on PostgreSQL."""
+        if not self._postgres or not rows:
+            return stamp
+        value: dt.datetime = rows[0][0]
+        return value if settings.USE_TZ else timezone.make_naive(value)
