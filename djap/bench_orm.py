@@ -49,7 +49,8 @@ def empty_bench_table(alias: str) -> None:
     DjapBenchRow.objects.using(alias).all().delete()
 
 
-def _ceiling(kind: str, opts: Any, env: dict[str, str]) -> dict[str, Any] | None:
+def _ceiling(kind: str, opts: Any, env: dict[str, str]) -> Any:
+    """The ceiling's JSON object, or None when it cannot run here (no pgbench)."""
     cmd = [sys.executable, "-m", "djap.bench_ceiling", kind]
     cmd += ["--threads", str(opts.ceiling_threads), "--seconds", str(opts.ceiling_s)]
     cmd += ["--query-s", str(opts.query_s)]
@@ -114,7 +115,7 @@ class ConnectionSampler:
                  AND pid <> pg_backend_pid() AND pid <> ALL(%s)""",
             (self._own,),
         ).fetchone()
-        return row[0]
+        return 0 if row is None else int(row[0])
 
     def _run(self) -> None:
         while not self._stop.wait(self._every_s):

@@ -10,7 +10,7 @@ import typer
 try:  # typer >= 0.2x carries its own copy of click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer depends on click itself
-    import click.exceptions as click_exceptions
+    import click.exceptions as click_exceptions  # type: ignore[import-not-found, no-redef]
 
 from .django_setup import setup_django
 from .errors import CliError
@@ -364,7 +364,7 @@ def cancel(
 def _command_path(argv: list[str] | None) -> str:
     """'djap prune' for `djap prune ...`: errors name the command, as click's own do."""
     args = sys.argv[1:] if argv is None else argv
-    commands = {c.name or c.callback.__name__ for c in app.registered_commands}
+    commands = {c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands}
     first = next((a for a in args if not a.startswith("-")), None)
     return f"djap {first}" if first in commands else "djap"
 

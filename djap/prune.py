@@ -40,7 +40,7 @@ def prune_command(older_than: str, status: str | None, batch_size: int, quiet: b
     """Count what will go, then delete it batch by batch; prints one summary line."""
     from django.utils import timezone
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
     from djap_django import conf
     from djap_django.maintenance import prune_jobs
@@ -66,7 +66,9 @@ def prune_command(older_than: str, status: str | None, batch_size: int, quiet: b
                 seconds,
                 statuses,
                 batch_size=batch_size,
-                on_batch=None if progress is None else lambda n: progress.advance(task, n),
+                on_batch=None
+                if progress is None or task is None
+                else lambda n: progress.advance(TaskID(task), n),
             )
         finally:
             await queue.close()

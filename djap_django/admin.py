@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -44,6 +44,9 @@ def is_alive(worker: WorkerDBModel, now: dt.datetime | None = None) -> bool:
 
 class ReadOnlyRowsMixin:
     """Rows are written by code and workers only; the admin shows and acts on them."""
+
+    #: Set by the ModelAdmin this is mixed into.
+    model: type[Model]
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -162,7 +165,8 @@ class JobAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
         if obj.pipeline_id is None:
             return "-"
         url = reverse("admin:djap_django_pipelinedbmodel_change", args=[obj.pipeline_id])
-        return format_html('<a href="{}">{} #{}</a>', url, obj.pipeline.name, obj.pipeline_id)
+        name = obj.pipeline.name if obj.pipeline is not None else "?"
+        return format_html('<a href="{}">{} #{}</a>', url, name, obj.pipeline_id)
 
     @admin.display(description="inputs")
     def inputs_pretty(self, obj: JobDBModel) -> str:
@@ -201,7 +205,7 @@ class PipelineJobInline(admin.TabularInline):
 
     model = JobDBModel
     fk_name = "pipeline"
-    fields = ["pipeline_step", "name", "status", "attempts", "started_at", "finished_at"]
+    fields = ("pipeline_step", "name", "status", "attempts", "started_at", "finished_at")
     readonly_fields = fields
     ordering = ["pipeline_step", "id"]
     extra = 0

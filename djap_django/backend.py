@@ -297,7 +297,7 @@ class DjapBackend(BaseTaskBackend):
             path = f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}"
             errors.append(TaskError(exception_class_path=path, traceback="cancelled"))
         inputs = row.inputs or {}
-        result = TaskResult(
+        result: TaskResult[Any, Any] = TaskResult(
             task=task,
             id=str(row.pk),
             status=status,

@@ -13,7 +13,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import connections, models
 from django.db.backends.signals import connection_created
@@ -94,6 +94,9 @@ class DjapBenchRow(models.Model):
         app_label = "djap_bench"
         managed = False
         db_table = "djap_bench_row"
+
+    # Its app is not installed, so django-stubs cannot add the manager itself.
+    objects: ClassVar[models.Manager[DjapBenchRow]]
 
 
 def slow_query(alias: str, pk: int, seconds: float) -> models.QuerySet:

@@ -85,7 +85,7 @@ def _constant_fields() -> tuple[Any, ...]:
 
 def _defaults(fields: Iterable[Any], now: dt.datetime) -> list[Any]:
     """Python values of the constant columns for one row (fresh, for mutable defaults)."""
-    values = []
+    values: list[Any] = []
     for field in fields:
         if field.attname == "created_at":
             values.append(now)
@@ -206,7 +206,7 @@ def _consts(insert: _Insert, now: dt.datetime) -> list[Any]:
 
 def _pg_params(insert: _Insert, chunk: list[NewRow], now: dt.datetime) -> list[Any]:
     consts = _consts(insert, now)
-    columns = (
+    columns: tuple[list[Any], ...] = (
         [r.name for r in chunk],
         [r.inputs_json for r in chunk],
         [r.priority for r in chunk],

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from asgiref.sync import sync_to_async
 from django.db import connections
@@ -30,8 +30,9 @@ class BaseJob:
     `self.outputs`. A plain `def run(self)` runs in a thread.
     """
 
-    Inputs: ClassVar[type | None] = None
-    Outputs: ClassVar[type | None] = None
+    #: The nested dataclasses (None: the job takes no inputs, returns no outputs).
+    Inputs: ClassVar[Any] = None
+    Outputs: ClassVar[Any] = None
     #: Attempts before the job is failed; None takes DJAP["MAX_ATTEMPTS"].
     max_attempts: ClassVar[int | None] = None
     #: Seconds before a running attempt is cancelled; None takes DJAP["TIMEOUT"].
@@ -84,8 +85,13 @@ class BaseJob:
         """An unsaved job; pass it to `create_new` or `bulk_create_new`."""
         return cls(inputs, priority=priority, run_after=run_after)
 
-    async def run(self) -> None:
-        raise NotImplementedError(f"{type(self).__name__} must define run()")
+    if TYPE_CHECKING:
+        # For type checkers: `async def run` and a plain `def run` are both overrides.
+        def run(self) -> Awaitable[None] | None: ...
+    else:
+
+        async def run(self) -> None:
+            raise NotImplementedError(f"{type(self).__name__} must define run()")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id} inputs={self.inputs!r}>"

@@ -73,10 +73,10 @@ def snapshot(now: dt.datetime | None = None) -> Overview:
         .annotate(n=Count("id"))
         .order_by()
     )
-    for row in finished:
-        bucket = per_minute.get(row["minute"])
+    for counted in finished:
+        bucket = per_minute.get(counted["minute"])
         if bucket is not None:
-            bucket[0 if row["status"] == "done" else 1] += row["n"]
+            bucket[0 if counted["status"] == "done" else 1] += counted["n"]
     throughput = [(minute, d, f) for minute, (d, f) in sorted(per_minute.items())]
 
     stale = now - dt.timedelta(seconds=conf.get("STALE_AFTER"))

@@ -40,7 +40,7 @@ UNFINISHED = (Status.NOT_READY, Status.NEW, Status.IN_PROGRESS)
 class Step:
     """One entry of `Pipeline.jobs`: the job class, and whether it joins the branches."""
 
-    job: type
+    job: type[Any]
     join: bool = False
 
     @property
@@ -110,7 +110,7 @@ def _encode(name: str, inputs_cls: type, item: Any, job_name: str) -> Any:
     return json.loads(text)
 
 
-def join_field(job_cls: type) -> str:
+def join_field(job_cls: type[Any]) -> str:
     """The one field of a join's Inputs, which receives the list of outputs."""
     import dataclasses
 
@@ -118,6 +118,13 @@ def join_field(job_cls: type) -> str:
 
 
 # -- moving on ---------------------------------------------------------------------
+
+
+def step_of(row: JobDBModel) -> int:
+    """The row's step; every row this module is given belongs to a pipeline."""
+    if row.pipeline_step is None:
+        raise ValueError(f"job {row.pk} is not a step of a pipeline")
+    return row.pipeline_step
 
 
 def _jobs(alias: str, pipeline: PipelineDBModel) -> QuerySet:
@@ -141,7 +148,7 @@ def advance(
     counting, a halted pipeline), ENDED if this branch ended: only then can the
     pipeline be done, so only then is it worth asking.
     """
-    index = row.pipeline_step
+    index = step_of(row)
     if index + 1 >= len(steps):
         return ENDED
     jobs = _jobs(alias, pipeline)
@@ -179,7 +186,7 @@ def _create_branches(
     live: bool,
 ) -> None:
     """Write one chain of rows per item, from the next step up to `end` (exclusive)."""
-    first = parent.pipeline_step + 1
+    first = step_of(parent) + 1
     parents = [parent.pk] * len(items)
     for index in range(first, end):
         if live:
@@ -202,7 +209,7 @@ def _create_branches(
         parents = [r.pk for r in rows]
 
 
-def step_row(job_cls: type, **fields: Any) -> JobDBModel:
+def step_row(job_cls: type[Any], **fields: Any) -> JobDBModel:
     """An unsaved row for one step, with the job class's options."""
     return JobDBModel(
         name=job_cls.__name__,
@@ -216,9 +223,10 @@ def step_row(job_cls: type, **fields: Any) -> JobDBModel:
 def _skip_branch(jobs: QuerySet, first: JobDBModel, end: int) -> None:
     """Mark a branch's rows from `first` up to step `end` as never going to run."""
     ids, level = [first.pk], [first.pk]
-    for index in range(first.pipeline_step + 1, end):
-        level = list(jobs.filter(pipeline_step=index, parent_id__in=level).values_list("id"))
-        level = [i for (i,) in level]
+    for index in range(step_of(first) + 1, end):
+        level = list(
+            jobs.filter(pipeline_step=index, parent_id__in=level).values_list("id", flat=True)
+        )
         ids += level
     jobs.filter(id__in=ids, status__in=(Status.NOT_READY, Status.CANCELLED)).update(
         status=Status.CANCELLED, error=SKIPPED, finished_at=timezone.now()
@@ -242,18 +250,19 @@ def ready_join(
 ) -> bool:
     """Every branch is in: give the join their outputs, in the order the branches began."""
     jobs = _jobs(alias, pipeline)
+    at = step_of(join)
     outputs = list(
-        jobs.filter(pipeline_step=join.pipeline_step - 1, status=Status.DONE)
+        jobs.filter(pipeline_step=at - 1, status=Status.DONE)
         .order_by("id")
         .values_list("outputs", flat=True)
     )
     if not outputs:
         # Every branch ended in an empty fan-out: nothing is left to run.
-        jobs.filter(pipeline_step__gte=join.pipeline_step, status=Status.NOT_READY).update(
+        jobs.filter(pipeline_step__gte=at, status=Status.NOT_READY).update(
             status=Status.CANCELLED, error=SKIPPED, finished_at=timezone.now()
         )
         return False
-    join.inputs = {join_field(steps[join.pipeline_step].job): outputs}
+    join.inputs = {join_field(steps[at].job): outputs}
     join.status = Status.NEW
     join.save(using=alias, update_fields=["inputs", "status"])
     return True

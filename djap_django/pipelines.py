@@ -162,7 +162,7 @@ def _check_steps(where: str, jobs: Any) -> tuple[Step, ...]:
             raise PipelineDefinitionError(
                 f"{where}: jobs[{position}] is {entry!r}, not a BaseJob subclass or Join(...)"
             )
-        if registry.get(job.__name__) is not job:
+        if not registry.is_registered(job):
             raise PipelineDefinitionError(
                 f"{where}: jobs[{position}] {job.__name__} is not a registered job "
                 "(abstract, or shadowed by another class of that name)"
@@ -223,12 +223,15 @@ def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcom
             # Drop the broken connection so the next attempt opens a fresh one.
             close_old_connections()
             time.sleep(min(5.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
     # Lock order, here and everywhere: the pipeline row first, then job rows.
     pipeline = (
-        PipelineDBModel.objects.using(alias)
+        None
+        if claimed.pipeline_id is None
+        else PipelineDBModel.objects.using(alias)
         .select_for_update()
         .filter(pk=claimed.pipeline_id)
         .first()
@@ -252,7 +255,7 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
                     "its pipelines.py?); the next step cannot be found"
                 )
             items = pipeline_flow.plan_next(
-                pipeline_cls.steps, row.pipeline_step, outcome, row.name
+                pipeline_cls.steps, pipeline_flow.step_of(row), outcome, row.name
             )
         except StepError as exc:
             status, error = Status.FAILED, str(exc)
@@ -271,7 +274,7 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
     )
     if pipeline is None:
         return written
-    if status == Status.DONE:
+    if status == Status.DONE and pipeline_cls is not None:
         moved = pipeline_flow.advance(alias, pipeline, pipeline_cls.steps, row, items)
         if moved == pipeline_flow.READIED:
             notify_new_jobs(alias)

@@ -32,6 +32,11 @@ def get(name: str) -> type[Any] | None:
     return _jobs.get(name)
 
 
+def is_registered(job_cls: type[Any]) -> bool:
+    """True if `job_cls` is the class its name resolves to (not shadowed, not abstract)."""
+    return _jobs.get(job_cls.__name__) is job_cls
+
+
 def names() -> list[str]:
     return sorted(_jobs)
 

@@ -45,7 +45,9 @@ def supervise_command(options: SuperviseOptions) -> int:
     supervisor = Supervisor(options, metrics.record_restart if metrics is not None else None)
     try:
         if not live:
-            view = LogView(lambda line: logger.info("%s", line), SUMMARY_EVERY_S, time.monotonic)
+            view: LogView | LiveView = LogView(
+                lambda line: logger.info("%s", line), SUMMARY_EVERY_S, time.monotonic
+            )
             return asyncio.run(supervisor.run(on_tick=view))
         with LiveView(console) as view:
             code = asyncio.run(supervisor.run(on_tick=view))

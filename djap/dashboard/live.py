@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from ..status.snapshot import Snapshot
 from .render import render
 from .text import summary_line
@@ -10,7 +13,7 @@ from .text import summary_line
 class LiveView:
     """The rich Live loop: redraws the latest snapshot on every supervisor tick."""
 
-    def __init__(self, console) -> None:
+    def __init__(self, console: Any) -> None:
         from rich.live import Live
 
         self.live = Live(
@@ -25,7 +28,7 @@ class LiveView:
         self.live.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self.live.__exit__(*exc)
 
     def __call__(self, snapshot: Snapshot) -> None:
@@ -35,7 +38,9 @@ class LiveView:
 class LogView:
     """Without a TTY: process events are log lines already; add a summary line now and then."""
 
-    def __init__(self, emit, every_s: float, clock) -> None:
+    def __init__(
+        self, emit: Callable[[str], object], every_s: float, clock: Callable[[], float]
+    ) -> None:
         self.emit, self.every_s, self.clock = emit, every_s, clock
         self.last = clock()
 

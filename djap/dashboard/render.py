@@ -7,8 +7,10 @@ a "+N more".
 
 from __future__ import annotations
 
+from typing import cast
+
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Group, JustifyMethod, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -117,7 +119,7 @@ def _process_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
         ("fail", "right"),
         ("j/s", "right"),
     ):
-        table.add_column(title, justify=justify, no_wrap=True)
+        table.add_column(title, justify=cast(JustifyMethod, justify), no_wrap=True)
     procs = snapshot.processes
     for p in procs[:max_rows]:
         table.add_row(
@@ -152,7 +154,7 @@ def _worker_table(snapshot: Snapshot) -> RenderableType:
         ("done", "right"),
         ("fail", "right"),
     ):
-        table.add_column(title, justify=justify, no_wrap=True)
+        table.add_column(title, justify=cast(JustifyMethod, justify), no_wrap=True)
     for w in snapshot.workers:
         table.add_row(
             Text(w.host, overflow="ellipsis"),

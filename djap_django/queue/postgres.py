@@ -10,7 +10,7 @@ import json
 
 from .base import NEW_JOBS_CHANNEL as CHANNEL
 from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
-from .postgres_connection import PostgresConnections, connection_params
+from .postgres_connection import PostgresConnections, connection_params, first_column
 
 #: `connection_params` stays importable from here (benchmarks and tests use it).
 __all__ = ["CHANNEL", "PostgresQueue", "connection_params"]
@@ -100,7 +100,7 @@ class PostgresQueue(PostgresConnections):
                 info.supervisor_pid,
             ),
         )
-        return (await cur.fetchone())[0]
+        return await first_column(cur)
 
     async def worker_heartbeat(
         self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
@@ -226,7 +226,7 @@ class PostgresQueue(PostgresConnections):
                      AND name <> ALL(%(exclude)s::text[]))""",
             {"include": include, "exclude": exclude},
         )
-        return (await cur.fetchone())[0]
+        return await first_column(cur)
 
     async def jobs_held(self, worker_id: int) -> list[int]:
         """Jobs the database says this worker runs (to find a claim lost in an outage)."""

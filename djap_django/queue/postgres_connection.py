@@ -56,6 +56,14 @@ def connection_params(django_connection: Any) -> dict[str, Any]:
     return params
 
 
+async def first_column(cur: psycopg.AsyncCursor[Any]) -> Any:
+    """The first column of the one row a statement returns (INSERT ... RETURNING id)."""
+    row = await cur.fetchone()
+    if row is None:
+        raise RuntimeError("the statement returned no row")
+    return row[0]
+
+
 class PostgresConnections:
     """Three autocommit connections: claims (and other short statements), finishes, LISTEN."""
 

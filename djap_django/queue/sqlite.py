@@ -60,6 +60,8 @@ class SQLiteQueue(SQLiteConnection):
                     now,
                 ),
             )
+            if cur.lastrowid is None:  # pragma: no cover - an INSERT always sets it
+                raise RuntimeError("the worker row was not inserted")
             return cur.lastrowid
 
         return await self._call(self._write, register)
