@@ -47,6 +47,8 @@ class BenchOptions:
     job: str = "noop"
     #: How long each `sleep` job sleeps.
     sleep_s: float = 1.0
+    #: Database lanes per worker process (None: the DJAP setting).
+    lanes: int | None = None
     #: How long the ORM jobs' query takes on the server (seconds).
     query_s: float = 0.005
     #: The ORM ceilings: this many threads (and connections), for this many seconds.
@@ -134,6 +136,8 @@ class _Workers:
         for n in range(opts.procs):
             log = logdir / f"worker-{n}.log"
             cmd = [sys.executable, "-m", "djap.bench", "--concurrency", str(opts.concurrency)]
+            if opts.lanes is not None:
+                cmd += ["--lanes", str(opts.lanes)]
             if opts.pythonpath:
                 cmd += ["--pythonpath", opts.pythonpath]
             with open(log, "wb") as out:
@@ -453,6 +457,7 @@ def _run(
         "jobs": opts.jobs,
         "procs": opts.procs,
         "concurrency": opts.concurrency,
+        "lanes": opts.lanes,
         "enqueue_jobs_per_s": round(opts.jobs / enqueue_s, 1),
         "drain_jobs_per_s": round(opts.jobs / (t1 - t0), 1),
         "drain_steady_jobs_per_s": round(opts.jobs / max(1e-9, t1 - first), 1),
@@ -585,6 +590,7 @@ def _ceiling_rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         (f"the body alone on {n} threads, no queue", f"{ceiling['body_per_s']:,.0f} bodies/s"),
         ("drain, steady / the body alone", f"{result['drain_vs_body_ceiling']:.2f}x"),
+        ("CPU per body alone, no queue", f"{ceiling['body_cpu_us']:,.0f} us"),
     ]
     if "psycopg_per_s" in ceiling:
         rows.append((f"the 2 statements, psycopg x {n}", f"{ceiling['psycopg_per_s']:,.0f} /s"))
@@ -602,6 +608,7 @@ def worker_main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="python -m djap.bench")
     parser.add_argument("--concurrency", type=int, required=True)
+    parser.add_argument("--lanes", type=int)
     parser.add_argument("--pythonpath")
     args = parser.parse_args(argv)
 
@@ -614,6 +621,7 @@ def worker_main(argv: list[str] | None = None) -> None:
 
     options = WorkerOptions(
         concurrency=args.concurrency,
+        lanes=args.lanes,
         include=list(benchjobs.NAMES),
         group=BENCH_GROUP,
         grace=5,

@@ -73,10 +73,12 @@ def _ceiling(kind: str, opts: Any, env: dict[str, str]) -> Any:
 def run_ceilings(opts: Any, vendor: str, env: dict[str, str]) -> dict[str, Any]:
     """The body with no queue (the kind the run drains), and the raw statements on PG."""
     body = "async-tasks" if opts.job == "orm" else "sync-threads"
+    alone = _ceiling(body, opts, env)
     result: dict[str, Any] = {
         "threads": opts.ceiling_threads,
         "body": body,
-        "body_per_s": _ceiling(body, opts, env)["per_s"],
+        "body_per_s": alone["per_s"],
+        "body_cpu_us": alone["cpu_us_per_body"],
     }
     if vendor == "postgresql":
         result["psycopg_per_s"] = _ceiling("psycopg", opts, env)["per_s"]

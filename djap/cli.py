@@ -50,6 +50,10 @@ def work(
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="asyncio tasks in flight (DJAP CONCURRENCY).")
     ] = None,
+    lanes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Database lanes: ORM threads and connections (DJAP DB_LANES)."),
+    ] = None,
     include: Annotated[
         str | None, typer.Option(help="Only these job names, comma-separated.")
     ] = None,
@@ -80,6 +84,7 @@ def work(
 
     options = WorkerOptions(
         concurrency=concurrency,
+        lanes=lanes,
         include=parse_names(include),
         exclude=parse_names(exclude) or [],
         burst=burst,
@@ -98,6 +103,10 @@ def bench(
     jobs: Annotated[int, typer.Option(min=1, help="Jobs to enqueue and drain.")] = 10_000,
     procs: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     concurrency: Annotated[int, typer.Option(min=1, help="asyncio tasks per process.")] = 100,
+    lanes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Database lanes: ORM threads and connections (DJAP DB_LANES)."),
+    ] = None,
     job: Annotated[
         str,
         typer.Option(
@@ -131,6 +140,7 @@ def bench(
         jobs=jobs,
         procs=procs,
         concurrency=concurrency,
+        lanes=lanes,
         job=job,
         sleep_s=sleep,
         query_s=query_ms / 1000,
@@ -169,6 +179,10 @@ def supervise(
     ] = None,
     concurrency: Annotated[
         int | None, typer.Option(min=1, help="asyncio tasks in flight per process.")
+    ] = None,
+    lanes: Annotated[
+        int | None,
+        typer.Option(min=1, help="Database lanes: ORM threads and connections (DJAP DB_LANES)."),
     ] = None,
     exclude: Annotated[
         str | None, typer.Option(help="Job names the general processes never run.")
@@ -228,6 +242,7 @@ def supervise(
     options = SuperviseOptions(
         groups=groups,
         concurrency=concurrency,
+        lanes=lanes,
         grace=grace,
         burst=burst,
         max_memory=limit,

@@ -27,7 +27,6 @@ import logging
 from typing import Any, ClassVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
 
 from .exceptions import DjapError
 from .jobs import BaseJob, create_new
@@ -81,14 +80,6 @@ def registered_task(module_path: str) -> Task:
     return task
 
 
-def _call_sync(func: Any, args: list, kwargs: dict) -> Any:
-    try:
-        return func(*args, **kwargs)
-    finally:
-        # As after a request: drop connections the task opened in this thread if stale.
-        close_old_connections()
-
-
 class TaskJob(BaseJob):
     """Runs one Django task; a subclass per queue name carries that queue's job name."""
 
@@ -116,11 +107,10 @@ class TaskJob(BaseJob):
             if inspect.iscoroutinefunction(task.func):
                 value = await task.func(*args, **kwargs)
             else:
-                # Not thread_sensitive: sync tasks must not queue behind each other on
-                # asgiref's one shared thread.
-                value = await sync_to_async(_call_sync, thread_sensitive=False)(
-                    task.func, args, kwargs
-                )
+                # Thread-sensitive: in a worker, that is this job's own database lane
+                # (djap_django.lanes), which tidies its connection after the job; never the
+                # loop's default executor, whose stuck threads would hold the exit.
+                value = await sync_to_async(task.func, thread_sensitive=True)(*args, **kwargs)
             value = normalize_json(value)
         except Exception as exc:
             kind = type(exc)

@@ -14,6 +14,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE": "default",
     # asyncio tasks in flight per worker process.
     "CONCURRENCY": 100,
+    # Database lanes per worker process: threads, each with its own ORM connection, that
+    # run sync job bodies and the ORM calls of async ones (docs/workers.md). procs x
+    # (lanes + 4) is what a host's workers open at most.
+    "DB_LANES": 8,
     # Attempts a job gets before it is failed (class option `max_attempts` overrides).
     "MAX_ATTEMPTS": 1,
     # Seconds a job may run before it is cancelled (class option `timeout`); None = no limit.

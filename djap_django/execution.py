@@ -8,19 +8,15 @@ retry) Outcome whose error names the thing to fix. Only cancellation passes.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime as dt
 import inspect
 import random
 import traceback
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
-
-from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections
 
 from . import codec, conf, registry
 from .exceptions import DjapError, Retry
+from .lanes import JobLaneExecutor, LanePool, run_on_lane, thread_sensitive_on, tidy_connections
 from .logs import bind_job
 from .queue.base import ClaimedJob, Outcome
 
@@ -43,42 +39,12 @@ def _failed(claimed: ClaimedJob, error: str, retry_after: float | None = None) -
     return Outcome(claimed.id, "failed", error=header + error)
 
 
-class SyncPool(Executor):
-    """The threads that run sync jobs; a thread stuck past its job's deadline is given up.
-
-    Python cannot stop a thread. When a sync attempt times out (or is cancelled), the
-    attempt ends but its thread runs on; `abandon` moves later jobs to a fresh pool so
-    the stuck thread never takes a slot that another job is waiting for.
-    """
-
-    def __init__(self, max_workers: int) -> None:
-        self._max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="djap-job")
-        #: Sync attempts whose thread ran on after the attempt ended.
-        self.abandoned = 0
-
-    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future:
-        return self._pool.submit(fn, *args, **kwargs)
-
-    def abandon(self) -> None:
-        self.abandoned += 1
-        old, self._pool = (
-            self._pool,
-            ThreadPoolExecutor(self._max_workers, thread_name_prefix="djap-job"),
-        )
-        # Threads of the old pool finish what they run (or queue) and then exit.
-        old.shutdown(wait=False)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
-
-
 def _run_sync(job: Any) -> None:
     try:
         job.run()
     finally:
-        # As after a request: drop connections the job opened in this thread if stale.
-        close_old_connections()
+        # As after a request, on the lane's thread: keep the connection if it is good.
+        tidy_connections()
 
 
 def build_job(claimed: ClaimedJob) -> Any:
@@ -116,8 +82,8 @@ def _encode_outputs(job: Any) -> str | None:
     return text
 
 
-async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) -> Outcome:
-    """Run one attempt of `claimed`; the Outcome says how it ended."""
+async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
+    """Run one attempt of `claimed` on `lanes`; the Outcome says how it ended."""
     # Every log record from here on in this job's task names it (djap_django.logs).
     bind_job(claimed.id, claimed.name)
     try:
@@ -128,39 +94,39 @@ async def execute(claimed: ClaimedJob, sync_executor: Executor | None = None) ->
 
     timeout = claimed.timeout
     is_async = inspect.iscoroutinefunction(job.run)
+    # A sync body waits for a lane before its clock starts: waiting is not running.
+    lane = None if is_async else await lanes.acquire()
+    job_lane = JobLaneExecutor(lanes) if is_async else None
     try:
         async with asyncio.timeout(timeout) as deadline:
-            if is_async:
-                await job.run()
+            if job_lane is not None:
+                # The job's ORM calls (and its sync_to_async calls) go to its own lane.
+                async with thread_sensitive_on(job_lane):
+                    await job.run()
             else:
                 # A thread cannot be interrupted: at the deadline we stop waiting and fail
                 # the attempt, while the thread runs on to its end in the background.
                 # The job's context goes along, so log records from the thread name it.
-                loop = asyncio.get_running_loop()
-                context = contextvars.copy_context()
-                await loop.run_in_executor(sync_executor, context.run, _run_sync, job)
+                await run_on_lane(lane, _run_sync, job)
     except Retry as exc:
         return _failed(claimed, f"Retry requested: {exc}", retry_after=exc.after)
     except TimeoutError:
         if deadline.expired():
-            if not is_async and isinstance(sync_executor, SyncPool):
-                sync_executor.abandon()
             limit = f"{claimed.name} timed out after {timeout:g} s (timeout)"
             if not is_async:
                 limit += "; its thread cannot be stopped and runs on in the background"
             return _failed(claimed, limit)
         return _failed(claimed, traceback.format_exc())
-    except asyncio.CancelledError:
-        if not is_async and isinstance(sync_executor, SyncPool):
-            sync_executor.abandon()
-        raise
-    except DatabaseError:
-        # The job's own queries failed (an outage?): Django keeps a broken connection
-        # until someone closes it, so close it now or every later job fails the same way.
-        await sync_to_async(close_old_connections)()
-        return _failed(claimed, traceback.format_exc())
     except Exception:
+        # A failed query leaves its connection marked; the lane's tidy-up after the job
+        # closes it if it no longer answers (an outage), so the next job reconnects.
         return _failed(claimed, traceback.format_exc())
+    finally:
+        # A lane whose thread still runs (timeout, cancel) is given up, not reused.
+        if job_lane is not None:
+            await asyncio.shield(job_lane.finish())
+        if lane is not None:
+            lanes.release(lane)
 
     try:
         outputs_json = _encode_outputs(job)

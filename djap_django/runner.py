@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from .lanes import THREAD_PREFIX, ExitingExecutor
 from .logs import JobContextFilter, JobFormatter
 from .worker import Worker, WorkerOptions, WorkerStats
 
@@ -31,6 +32,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 async def _main(options: WorkerOptions) -> WorkerStats:
+    # A job that used the loop's default executor and got stuck must not hold the exit.
+    asyncio.get_running_loop().set_default_executor(ExitingExecutor())
     worker = Worker(options)
     worker.install_signal_handlers()
     return await worker.run()
@@ -51,7 +54,7 @@ def _exit_if_threads_hang(wait_s: float = 2.0) -> None:
     process alive forever; its job is already failed or put back, so leave it behind.
     """
     deadline = time.monotonic() + wait_s
-    stuck = [t for t in threading.enumerate() if t.name.startswith("djap-job")]
+    stuck = [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
     for thread in stuck:
         thread.join(max(0.0, deadline - time.monotonic()))
     stuck = [t for t in stuck if t.is_alive()]

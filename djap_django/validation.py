@@ -17,6 +17,7 @@ _NUMBER = (int, float)
 RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "DATABASE": ((str,), None, False),
     "CONCURRENCY": ((int,), 1, False),
+    "DB_LANES": ((int,), 1, False),
     "MAX_ATTEMPTS": ((int,), 1, False),
     "TIMEOUT": (_NUMBER, 0.001, True),
     "RETRY_BACKOFF_BASE": (_NUMBER, 0, False),

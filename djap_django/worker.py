@@ -25,7 +25,8 @@ from asgiref.sync import sync_to_async
 
 from . import conf, registry
 from .completer import Completer
-from .execution import SyncPool, execute
+from .execution import execute
+from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
 from .resilience import DbGuard
 from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service
@@ -41,6 +42,8 @@ SHUTDOWN_DB_WAIT_MIN_S = 5.0
 @dataclass
 class WorkerOptions:
     concurrency: int | None = None
+    #: Database lanes: threads (and ORM connections) for job bodies; None = DJAP DB_LANES.
+    lanes: int | None = None
     include: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
     burst: bool = False
@@ -69,6 +72,9 @@ class Worker:
         self.concurrency = self.options.concurrency or conf.get("CONCURRENCY")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        self.lane_count = self.options.lanes or conf.get("DB_LANES")
+        if self.lane_count < 1:
+            raise ValueError("lanes must be at least 1")
         self.stats = WorkerStats()
         #: This worker's row id, once registered (0 before: row ids start at 1).
         self.worker_id = 0
@@ -76,7 +82,9 @@ class Worker:
         self._running: dict[int, asyncio.Task] = {}
         self._stop = asyncio.Event()
         self._slot_free = asyncio.Event()
-        self._sync_executor: SyncPool | None = None
+        self.lanes: LanePool | None = None
+        #: The worker's own ORM work runs here, never on a thread a job may be blocking.
+        self._bookkeeping: BookkeepingExecutor | None = None
         #: Jobs whose task was cancelled (shutdown): they go back to the queue.
         self._interrupted: list[int] = []
         #: Jobs stopped because they were cancelled (or taken from us): nothing to report.
@@ -117,6 +125,19 @@ class Worker:
 
     async def run(self) -> WorkerStats:
         """Run until stopped, out of work (burst), out of jobs (num_jobs) or time."""
+        self.lanes = LanePool(self.lane_count)
+        self._bookkeeping = BookkeepingExecutor()
+        try:
+            # Thread-sensitive calls of the worker itself (pipeline finishes, burst checks,
+            # Django reconnects) go to the bookkeeping thread; each job enters its own lane.
+            async with thread_sensitive_on(self._bookkeeping):
+                return await self._run()
+        finally:
+            await self.lanes.close()
+            self._bookkeeping.submit(_close_thread_connections)
+            self._bookkeeping.shutdown(wait=False)
+
+    async def _run(self) -> WorkerStats:
         opts = self.options
         for name in registry.unknown_names((opts.include or []) + opts.exclude):
             logger.warning(
@@ -320,9 +341,7 @@ class Worker:
 
     async def _run_one(self, claimed: ClaimedJob) -> None:
         try:
-            if self._sync_executor is None:
-                self._sync_executor = SyncPool(self.concurrency)
-            outcome = await execute(claimed, self._sync_executor)
+            outcome = await execute(claimed, self.lanes)
             if claimed.pipeline_id is not None:
                 # Counted as written: a done step whose results do not fit the next is failed.
                 written = await self._finish_pipeline_step(claimed, outcome)
@@ -447,11 +466,15 @@ class Worker:
                 len(self._unflushed) + len(self._interrupted),
             )
         await self.queue.close()
-        if self._sync_executor is not None:
-            self._sync_executor.shutdown(wait=False, cancel_futures=True)
         logger.info(
             "worker %s stopped: %d done, %d failed", os.getpid(), self.stats.done, self.stats.failed
         )
+
+
+def _close_thread_connections() -> None:
+    from django.db import connections
+
+    connections.close_all()
 
 
 async def run_num_jobs(

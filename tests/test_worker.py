@@ -39,7 +39,7 @@ async def test_sync_run_runs_in_a_thread():
     row = await djap.acreate_new(SyncJob.create(SyncJob.Inputs(n=1)))
     await djap.run_num_jobs(max_num_workers=2, timeout=20, num_jobs=1)
     row = await JobDBModel.objects.aget(pk=row.pk)
-    assert row.status == "done" and row.outputs["thread"].startswith("djap-job")
+    assert row.status == "done" and row.outputs["thread"].startswith("djap-lane")
 
 
 async def test_a_job_that_raises_fails_with_its_traceback_and_the_worker_goes_on():

@@ -11,6 +11,8 @@ from ..groups import GroupSpec
 class SuperviseOptions:
     groups: list[GroupSpec]
     concurrency: int | None = None
+    #: Database lanes per process (None: DJAP DB_LANES).
+    lanes: int | None = None
     grace: float | None = None
     burst: bool = False
     max_memory: int | None = None

@@ -101,6 +101,8 @@ def worker_command(
         cmd += ["--exclude", ",".join(g.exclude)]
     if o.concurrency:
         cmd += ["--concurrency", str(o.concurrency)]
+    if o.lanes:
+        cmd += ["--lanes", str(o.lanes)]
     if o.burst:
         cmd.append("--burst")
     if o.settings:

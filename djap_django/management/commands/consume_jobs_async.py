@@ -41,6 +41,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--concurrency", type=_positive_int, default=None)
+        parser.add_argument("--lanes", type=_positive_int, default=None)
         parser.add_argument("--include", type=_names, default=None)
         parser.add_argument("--exclude", type=_names, default=[])
         parser.add_argument("--burst", action="store_true")
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             raise CommandError(problem)
         options = WorkerOptions(
             concurrency=opts["concurrency"],
+            lanes=opts["lanes"],
             include=opts["include"],
             exclude=opts["exclude"],
             burst=opts["burst"],
