@@ -12,6 +12,7 @@ cancel watch, the prune. Reading order: `run`, `_claim_loop`, `_run_one`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -34,6 +35,8 @@ from .services.heartbeat import Pulse
 
 logger = logging.getLogger("djap.worker")
 
+#: At exit, wait this long (seconds) at most for the bookkeeping thread to close its connection.
+BOOKKEEPING_CLOSE_WAIT_S = 5.0
 #: At shutdown, wait this long (seconds) at least for an unavailable database; longer if
 #: the grace period is longer.
 SHUTDOWN_DB_WAIT_MIN_S = 5.0
@@ -134,7 +137,11 @@ class Worker:
                 return await self._run()
         finally:
             await self.lanes.close()
-            self._bookkeeping.submit(_close_thread_connections)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.wrap_future(self._bookkeeping.submit(_close_thread_connections)),
+                    BOOKKEEPING_CLOSE_WAIT_S,
+                )
             self._bookkeeping.shutdown(wait=False)
 
     async def _run(self) -> WorkerStats:

@@ -88,6 +88,11 @@ TASKS = {
         "QUEUES": ["retries"],
         "OPTIONS": {"MAX_ATTEMPTS": 3},
     },
+    # Sync tasks that hang: run on a database lane, never holding the exit past --grace.
+    "hanging": {
+        "BACKEND": "djap_django.backend.DjapBackend",
+        "QUEUES": ["hanging"],
+    },
 }
 
 LOGGING = {

@@ -391,3 +391,69 @@ class SleepThenRecordWithRetries(BaseJob):
 
         await asyncio.sleep(self.inputs.seconds)
         await sync_to_async(Execution.objects.create)(key=self.inputs.key, pid=os.getpid())
+
+
+# -- database lanes (tests/test_lanes.py) ----------------------------------------------
+
+#: In-process gates the lane tests open and close (a worker run in the test's process).
+LANE_GATES: dict[str, object] = {}
+
+
+def _where_am_i() -> dict:
+    """This thread's name and the connection's server process (or SQLite object) id."""
+    import threading
+
+    from django.db import connection
+
+    connection.ensure_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            backend = cur.fetchone()[0]
+    else:
+        backend = id(connection.connection)
+    return {"thread": threading.current_thread().name, "backend": backend}
+
+
+class LaneWhere(BaseJob):
+    """Two ORM calls of an async job, a barrier between them: where did each run?"""
+
+    @dataclass
+    class Inputs:
+        barrier: str = ""
+
+    async def run(self):
+        first = await sync_to_async(_where_am_i)()
+        if self.inputs.barrier:
+            # Every job of the test waits here in its ORM thread: only concurrent lanes pass.
+            await sync_to_async(LANE_GATES[self.inputs.barrier].wait)()
+        second = await sync_to_async(_where_am_i)()
+        self.outputs = {"first": first, "second": second}
+
+
+class SyncLaneWhere(BaseJob):
+    """Where a sync job body runs, and on which connection."""
+
+    def run(self):
+        self.outputs = _where_am_i()
+
+
+class StuckInOrm(BaseJob):
+    """An async job whose thread-sensitive (ORM) call blocks until the test lets it go."""
+
+    async def run(self):
+        from django.db import connection
+
+        def blocked() -> None:
+            if connection.vendor == "postgresql":
+                # A real ORM call stuck on a row lock the test holds.
+                from django.db import transaction
+
+                from tests.testapp.models import Execution
+
+                with transaction.atomic():
+                    list(Execution.objects.select_for_update().filter(key=-1))
+            else:
+                LANE_GATES["stuck"].wait(60)
+
+        await sync_to_async(blocked)()

@@ -53,3 +53,11 @@ def flaky(context, fail_times: int) -> str:
     if context.attempt <= fail_times:
         raise RuntimeError(f"not yet (attempt {context.attempt})")
     return "finally"
+
+
+@task(backend="hanging", queue_name="hanging")
+def hang(seconds: float) -> None:
+    # A sync task stuck in its thread (time.sleep cannot be interrupted).
+    import time
+
+    time.sleep(seconds)
