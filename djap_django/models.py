@@ -57,6 +57,8 @@ class WorkerDBModel(models.Model):
     jobs_done = models.BigIntegerField(default=0)
     jobs_failed = models.BigIntegerField(default=0)
     in_flight = models.IntegerField(default=0)
+    #: Database connections the process opens at most (djap_django.budget).
+    connections = models.IntegerField(default=0, db_default=0)
 
     class Meta:
         db_table = "djap_worker"

@@ -25,6 +25,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from . import conf, registry
+from .budget import worker_budget
 from .completer import Completer
 from .execution import execute
 from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
@@ -75,9 +76,13 @@ class Worker:
         self.concurrency = self.options.concurrency or conf.get("CONCURRENCY")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.lane_count = self.options.lanes or conf.get("DB_LANES")
-        if self.lane_count < 1:
+        lanes = self.options.lanes or conf.get("DB_LANES")
+        if lanes < 1:
             raise ValueError("lanes must be at least 1")
+        #: What this process opens (queue + bookkeeping + lanes), stored on its worker row.
+        self.budget = worker_budget(
+            self.options.alias or conf.database_alias(), lanes, self.concurrency
+        )
         self.stats = WorkerStats()
         #: This worker's row id, once registered (0 before: row ids start at 1).
         self.worker_id = 0
@@ -128,7 +133,7 @@ class Worker:
 
     async def run(self) -> WorkerStats:
         """Run until stopped, out of work (burst), out of jobs (num_jobs) or time."""
-        self.lanes = LanePool(self.lane_count)
+        self.lanes = LanePool(self.budget.lanes)
         self._bookkeeping = BookkeepingExecutor()
         try:
             # Thread-sensitive calls of the worker itself (pipeline finishes, burst checks,
@@ -163,6 +168,7 @@ class Worker:
             exclude=opts.exclude,
             concurrency=self.concurrency,
             supervisor_pid=opts.supervisor_pid,
+            connections=self.budget.total,
         )
         # Connecting fails fast (a wrong DATABASES entry should say so at once); once
         # connected, a busy database (SQLite's lock) is waited out like any other write.
@@ -180,12 +186,13 @@ class Worker:
             for service in self.services
         ]
         logger.info(
-            "worker %s started: id=%s concurrency=%s include=%s exclude=%s",
+            "worker %s started: id=%s concurrency=%s include=%s exclude=%s; %s",
             os.getpid(),
             self.worker_id,
             self.concurrency,
             opts.include,
             opts.exclude,
+            self.budget.describe(),
         )
         try:
             await self._claim_loop()

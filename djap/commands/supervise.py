@@ -10,6 +10,7 @@ from rich.console import Console
 
 from ..dashboard.live import LiveView, LogView
 from ..status.queries import preflight
+from ..supervisor.budget import warn_if_over_connection_budget
 from ..supervisor.core import Supervisor
 from ..supervisor.logfile import default_log_file, log_to_file
 from ..supervisor.options import SuperviseOptions
@@ -25,6 +26,7 @@ def supervise_command(options: SuperviseOptions) -> int:
     from djap_django.runner import configure_logging
 
     preflight(options.alias)
+    warn_if_over_connection_budget(options)
     console = Console()
     live = options.dashboard and console.is_terminal
     if live:

@@ -151,6 +151,7 @@ def _worker_table(snapshot: Snapshot) -> RenderableType:
         ("alive", "left"),
         ("beat", "right"),
         ("run", "right"),
+        ("conn", "right"),
         ("done", "right"),
         ("fail", "right"),
     ):
@@ -164,6 +165,7 @@ def _worker_table(snapshot: Snapshot) -> RenderableType:
             Text("yes", style="green") if w.alive else Text("no", style="red"),
             f"{w.heartbeat_age:.0f}s",
             str(w.in_flight),
+            str(w.connections or "-"),
             format_count(w.jobs_done),
             format_count(w.jobs_failed),
         )

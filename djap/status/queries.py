@@ -75,6 +75,7 @@ def query_workers(alias: str, now: dt.datetime, stale_after: float) -> list[Work
                 jobs_failed=w.jobs_failed,
                 in_flight=w.in_flight,
                 concurrency=w.concurrency,
+                connections=w.connections,
                 include=w.include,
                 exclude=list(w.exclude or []),
                 supervisor_pid=w.supervisor_pid,

@@ -35,6 +35,8 @@ class WorkerView:
     jobs_failed: int
     in_flight: int
     concurrency: int = 0
+    #: Database connections the process opens at most (queue + bookkeeping + lanes).
+    connections: int = 0
     include: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
     supervisor_pid: int | None = None

@@ -55,6 +55,8 @@ class WorkerInfo:
     exclude: list[str] = field(default_factory=list)
     concurrency: int = 0
     supervisor_pid: int | None = None
+    #: Database connections the process opens at most (djap_django.budget).
+    connections: int = 0
 
 
 @dataclass(frozen=True, slots=True)

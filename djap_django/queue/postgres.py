@@ -87,8 +87,8 @@ class PostgresQueue(PostgresConnections):
         cur = await self._conn.execute(
             """INSERT INTO djap_worker (host, pid, "group", include, exclude, concurrency,
                    supervisor_pid, state, started_at, last_heartbeat, jobs_done, jobs_failed,
-                   in_flight)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, 'running', now(), now(), 0, 0, 0)
+                   in_flight, connections)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'running', now(), now(), 0, 0, 0, %s)
                RETURNING id""",
             (
                 info.host,
@@ -98,6 +98,7 @@ class PostgresQueue(PostgresConnections):
                 json.dumps(info.exclude),
                 info.concurrency,
                 info.supervisor_pid,
+                info.connections,
             ),
         )
         return await first_column(cur)

@@ -46,8 +46,8 @@ class SQLiteQueue(SQLiteConnection):
             cur = db.execute(
                 """INSERT INTO djap_worker (host, pid, "group", include, exclude, concurrency,
                        supervisor_pid, state, started_at, last_heartbeat, jobs_done,
-                       jobs_failed, in_flight)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0, 0, 0)""",
+                       jobs_failed, in_flight, connections)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 0, 0, 0, ?)""",
                 (
                     info.host,
                     info.pid,
@@ -58,6 +58,7 @@ class SQLiteQueue(SQLiteConnection):
                     info.supervisor_pid,
                     now,
                     now,
+                    info.connections,
                 ),
             )
             if cur.lastrowid is None:  # pragma: no cover - an INSERT always sets it
