@@ -68,8 +68,16 @@ def pool_size(alias: str) -> int | None:
 
 def worker_budget(alias: str, lanes: int, concurrency: int) -> Budget:
     """The budget of one worker with `lanes` lanes and `concurrency` jobs in flight."""
+    from . import conf
+
     vendor = connections[alias].vendor
     queue = PG_QUEUE_CONNECTIONS if vendor == "postgresql" else SQLITE_QUEUE_CONNECTIONS
+    if (
+        vendor == "postgresql"
+        and conf.get("TRANSACTION_POOLER")
+        and not conf.get("LISTEN_DATABASE")
+    ):
+        queue -= 1  # no LISTEN connection: the worker polls
     used = min(lanes, concurrency)
     size = pool_size(alias) if vendor == "postgresql" else None
     if size is not None:

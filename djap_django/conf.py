@@ -31,6 +31,12 @@ DEFAULTS: dict[str, Any] = {
     "STALE_AFTER": 30.0,
     # A job whose worker died while running it this many times is failed as poison.
     "MAX_CRASHES": 3,
+    # DATABASE goes through a transaction-mode pooler (PgBouncer): djap's own connections
+    # then keep no session state (no SET, no prepared statements, no LISTEN through it).
+    "TRANSACTION_POOLER": False,
+    # An alias with a direct (session) connection to the same PostgreSQL database, for
+    # LISTEN/NOTIFY; None = LISTEN on DATABASE, or poll when TRANSACTION_POOLER is on.
+    "LISTEN_DATABASE": None,
     # Seconds between polls when no notification arrives (PostgreSQL's fallback).
     "POLL_INTERVAL": 1.0,
     # SQLite has no notifications: idle workers poll between these bounds (seconds).

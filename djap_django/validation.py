@@ -20,6 +20,8 @@ RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "DB_LANES": ((int,), 1, False),
     "MAX_ATTEMPTS": ((int,), 1, False),
     "TIMEOUT": (_NUMBER, 0.001, True),
+    "TRANSACTION_POOLER": ((bool,), None, False),
+    "LISTEN_DATABASE": ((str,), None, True),
     "RETRY_BACKOFF_BASE": (_NUMBER, 0, False),
     "RETRY_BACKOFF_MAX": (_NUMBER, 0, False),
     "HEARTBEAT_INTERVAL": (_NUMBER, 0.05, False),
@@ -75,14 +77,15 @@ def problems(user: Any, defaults: Mapping[str, Any], databases: Iterable[str]) -
     if not found:
         found += [Problem(p, "djap.E005") for p in _check_together(user, defaults)]
     databases = list(databases)
-    if not found and "DATABASE" in user and user["DATABASE"] not in databases:
-        found.append(
-            Problem(
-                f"DJAP['DATABASE'] is {user['DATABASE']!r}, which is not in DATABASES",
-                "djap.E004",
-                f"Databases: {', '.join(databases)}",
+    for key in ("DATABASE", "LISTEN_DATABASE"):
+        if not found and user.get(key) is not None and user[key] not in databases:
+            found.append(
+                Problem(
+                    f"DJAP[{key!r}] is {user[key]!r}, which is not in DATABASES",
+                    "djap.E004",
+                    f"Databases: {', '.join(databases)}",
+                )
             )
-        )
     return found
 
 
@@ -117,7 +120,7 @@ def _check_value(key: str, value: Any) -> str | None:
     types, minimum, nullable = RULES.get(key, ((object,), None, True))
     if value is None:
         return None if nullable else f"DJAP[{key!r}] may not be None"
-    if isinstance(value, bool) or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         return f"DJAP[{key!r}] must be {names}, not {type(value).__name__} ({value!r})"
     if minimum is not None and cast(float, value) < minimum:

@@ -75,10 +75,12 @@ class Procs:
         self.procs.append(proc)
         return proc
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(
+        self, *args: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "djap", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -68,7 +68,25 @@ class PostgresConnections:
     """Three autocommit connections: claims (and other short statements), finishes, LISTEN."""
 
     def __init__(self, django_connection: Any) -> None:
+        from django.db import connections
+
+        from .. import conf
+
         self.params = connection_params(django_connection)
+        #: Behind a transaction-mode pooler a session is not ours: nothing may outlive a
+        #: statement (see docs/operations.md, PgBouncer).
+        self.pooled = bool(conf.get("TRANSACTION_POOLER"))
+        if self.pooled:
+            self.params["prepare_threshold"] = None
+        listen_alias = conf.get("LISTEN_DATABASE")
+        #: Where LISTEN runs; None: nowhere, the worker polls (POLL_INTERVAL).
+        self.listen_params: dict[str, Any] | None = (
+            connection_params(connections[listen_alias])
+            if listen_alias
+            else None
+            if self.pooled
+            else self.params
+        )
         self._connections: dict[str, psycopg.AsyncConnection[Any] | None] = dict.fromkeys(
             ("_conn", "_finish_conn"), None
         )
@@ -96,6 +114,10 @@ class PostgresConnections:
 
     async def _open(self, claims: bool = False) -> psycopg.AsyncConnection[Any]:
         conn = await psycopg.AsyncConnection.connect(**self.params, autocommit=True)
+        if self.pooled:
+            # A SET would change whichever server connection the pooler lent, for its
+            # next client too: claims go without the planner hints and synchronous_commit.
+            return conn
         await conn.execute(_PLANNER_SETTINGS)
         if claims:
             await conn.execute(_CLAIM_SETTINGS)
@@ -138,7 +160,9 @@ class PostgresConnections:
         while True:
             try:
                 if self._listen_conn is None or self._listen_conn.closed:
-                    self._listen_conn = await self._open()
+                    self._listen_conn = await psycopg.AsyncConnection.connect(
+                        **self.listen_params, autocommit=True
+                    )
                     await self._listen_conn.execute(f"LISTEN {NEW_JOBS_CHANNEL}")
                     await self._listen_conn.execute(f"LISTEN {CANCEL_CHANNEL}")
                     # Jobs may have arrived while we were not listening.
@@ -161,12 +185,12 @@ class PostgresConnections:
         """Start listening now, so cancel notifications arrive even while no one waits."""
         if on_cancel is not None:
             self._on_cancel = on_cancel
-        if self._listener is None:
+        if self._listener is None and self.listen_params is not None:
             self._listener = asyncio.create_task(self._listen(), name="djap-listen")
 
     async def wait_for_jobs(self, timeout: float) -> None:
         """Return when a NOTIFY arrives, or after `timeout` seconds (the poll fallback)."""
-        if self._listener is None:
+        if self._listener is None and self.listen_params is not None:
             self._listener = asyncio.create_task(self._listen(), name="djap-listen")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), timeout)
