@@ -123,7 +123,7 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
         return _failed(claimed, traceback.format_exc())
     finally:
         # A lane whose thread still runs (timeout, cancel) is given up, not reused.
-        if job_lane is not None:
+        if job_lane is not None and not job_lane.finish_unused():
             await asyncio.shield(job_lane.finish())
         if lane is not None:
             lanes.release(lane)

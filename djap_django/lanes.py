@@ -235,6 +235,13 @@ class JobLaneExecutor(Executor):
             inner = lane.submit(fn, *args, **kwargs)
             inner.add_done_callback(lambda f, outer=outer: _copy_outcome(f, outer))
 
+    def finish_unused(self) -> bool:
+        """The job ended without touching the ORM: True, and nothing else to do."""
+        if self.lane is not None or self._pending or self._waiter is not None:
+            return False
+        self._finished = True
+        return True
+
     async def finish(self) -> None:
         """The job ended: tidy the lane's connections and give it back (or give it up)."""
         self._finished = True
