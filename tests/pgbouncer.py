@@ -48,15 +48,20 @@ def _unavailable(reason: str) -> None:
     pytest.skip(message)
 
 
+def _find() -> str | None:
+    debian = Path("/usr/sbin/pgbouncer")
+    return shutil.which("pgbouncer") or (str(debian) if debian.exists() else None)
+
+
 def _binary() -> str | None:
-    found = shutil.which("pgbouncer") or (
-        "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-    )
+    """PgBouncer's binary; in CI (as root) installed from Debian's packages if missing."""
+    found = _find()
     if found is None and os.environ.get("CI") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "pgbouncer"], capture_output=True, timeout=600)
-        found = shutil.which("pgbouncer") or (
-            "/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None
-        )
+        install = ["apt-get", "install", "-y", "pgbouncer"]
+        for step in (install, ["apt-get", "update"], install):
+            if subprocess.run(step, capture_output=True, timeout=600).returncode == 0 and _find():
+                break
+        found = _find()
     return found
 
 
