@@ -34,3 +34,31 @@ def test_0006_swaps_the_indexes_and_back_without_touching_rows():
 
 def test_the_models_need_no_new_migration():
     call_command("makemigrations", "djap_django", "--check", "--dry-run", verbosity=0)
+
+
+def _worker_columns() -> set[str]:
+    with connection.cursor() as cursor:
+        return {
+            c.name for c in connection.introspection.get_table_description(cursor, "djap_worker")
+        }
+
+
+def test_0007_adds_the_connections_column_with_a_database_default_and_back():
+    import datetime as dt
+
+    from djap_django.models import WorkerDBModel
+
+    now = dt.datetime.now(dt.UTC)
+    call_command("migrate", "djap_django", "0006", verbosity=0)
+    assert "connections" not in _worker_columns()
+    call_command("migrate", "djap_django", verbosity=0)
+    assert "connections" in _worker_columns()
+    # A worker of the previous release inserts without the column: the database fills it in.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            'INSERT INTO djap_worker (host, pid, "group", exclude, concurrency, state, '
+            "started_at, last_heartbeat, jobs_done, jobs_failed, in_flight) "
+            "VALUES ('old', 1, 'default', '[]', 1, 'running', %s, %s, 0, 0, 0)",
+            [now, now],
+        )
+    assert WorkerDBModel.objects.get(host="old").connections == 0
