@@ -101,7 +101,7 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
         async with asyncio.timeout(timeout) as deadline:
             if job_lane is not None:
                 # The job's ORM calls (and its sync_to_async calls) go to its own lane.
-                async with thread_sensitive_on(job_lane):
+                with thread_sensitive_on(job_lane):
                     await job.run()
             else:
                 # A thread cannot be interrupted: at the deadline we stop waiting and fail

@@ -24,10 +24,9 @@ import asyncio
 import collections
 import contextlib
 import contextvars
-import inspect
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
@@ -272,28 +271,29 @@ def _copy_outcome(source: Future, target: Future) -> None:
         target.set_result(source.result())
 
 
-_HAS_EXECUTOR_CONTEXT = "executor" in inspect.signature(ThreadSensitiveContext).parameters
-
-
-@contextlib.asynccontextmanager
-async def thread_sensitive_on(executor: Executor) -> AsyncIterator[None]:
+class thread_sensitive_on:  # noqa: N801 - used like a function: `with thread_sensitive_on(x):`
     """Send every thread-sensitive call of this block (and its tasks) to `executor`.
 
-    asgiref >= 3.11 takes the executor itself; older ones get the same effect by
-    registering it for a fresh context, taken back before asgiref would shut it down.
+    What `ThreadSensitiveContext(executor=...)` does (asgiref >= 3.11), in its two
+    long-standing pieces: the context variable asgiref reads and the executor registered
+    for that context. Entered once per job, so it must be cheap: asgiref's own context
+    manager costs several times a no-op job's whole run. As asgiref does, an enclosing
+    `async_to_sync` still wins (its thread is then the one waiting for this code).
     """
-    if _HAS_EXECUTOR_CONTEXT:
-        async with ThreadSensitiveContext(executor=executor):
-            yield
-        return
-    context = ThreadSensitiveContext()
-    token = SyncToAsync.thread_sensitive_context.set(context)
-    SyncToAsync.context_to_thread_executor[context] = executor
-    try:
-        yield
-    finally:
-        SyncToAsync.context_to_thread_executor.pop(context, None)
-        SyncToAsync.thread_sensitive_context.reset(token)
+
+    __slots__ = ("_executor", "_context", "_token")
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    def __enter__(self) -> None:
+        self._context = ThreadSensitiveContext()
+        self._token = SyncToAsync.thread_sensitive_context.set(self._context)
+        SyncToAsync.context_to_thread_executor[self._context] = self._executor
+
+    def __exit__(self, *exc: object) -> None:
+        SyncToAsync.context_to_thread_executor.pop(self._context, None)
+        SyncToAsync.thread_sensitive_context.reset(self._token)
 
 
 async def run_on_lane(lane: Lane, fn: Callable[..., Any], *args: Any) -> Any:

@@ -138,7 +138,7 @@ class Worker:
         try:
             # Thread-sensitive calls of the worker itself (pipeline finishes, burst checks,
             # Django reconnects) go to the bookkeeping thread; each job enters its own lane.
-            async with thread_sensitive_on(self._bookkeeping):
+            with thread_sensitive_on(self._bookkeeping):
                 return await self._run()
         finally:
             await self.lanes.close()
