@@ -104,6 +104,7 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
                 with thread_sensitive_on(job_lane):
                     await job.run()
             else:
+                assert lane is not None
                 # A thread cannot be interrupted: at the deadline we stop waiting and fail
                 # the attempt, while the thread runs on to its end in the background.
                 # The job's context goes along, so log records from the thread name it.

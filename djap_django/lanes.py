@@ -24,6 +24,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -232,7 +233,7 @@ class JobLaneExecutor(Executor):
             if not outer.set_running_or_notify_cancel():
                 continue  # cancelled while it waited for a lane
             inner = lane.submit(fn, *args, **kwargs)
-            inner.add_done_callback(lambda f, outer=outer: _copy_outcome(f, outer))
+            inner.add_done_callback(functools.partial(_copy_outcome, target=outer))
 
     def finish_unused(self) -> bool:
         """The job ended without touching the ORM: True, and nothing else to do."""

@@ -355,6 +355,7 @@ class Worker:
 
     async def _run_one(self, claimed: ClaimedJob) -> None:
         try:
+            assert self.lanes is not None  # made by run() before any job starts
             outcome = await execute(claimed, self.lanes)
             if claimed.pipeline_id is not None:
                 # Counted as written: a done step whose results do not fit the next is failed.

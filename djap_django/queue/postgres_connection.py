@@ -160,6 +160,7 @@ class PostgresConnections:
         while True:
             try:
                 if self._listen_conn is None or self._listen_conn.closed:
+                    assert self.listen_params is not None  # listen() starts only with them
                     self._listen_conn = await psycopg.AsyncConnection.connect(
                         **self.listen_params, autocommit=True
                     )
