@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,12 @@ POLL_S = 0.02
 JOB_KINDS = ("noop", "sleep", "orm", "orm-sync")
 #: Seconds between samples of the server's connection count while draining.
 CONNECTION_SAMPLE_S = 0.05
+#: The job name of --backlog-other rows: never registered, so never run by anyone.
+OTHER_NAME = "DjapBenchOther"
+#: --backlog-scheduled rows fall due this far ahead (seconds): after any bench run.
+SCHEDULED_AHEAD_S = 86_400
+#: Backlog rows per INSERT statement.
+BACKLOG_CHUNK = 100_000
 
 
 @dataclass
@@ -61,6 +67,18 @@ class BenchOptions:
     timeout_s: float = 600.0
     settings: str | None = None
     pythonpath: str | None = None
+    #: Rows of the bench's own job scheduled for tomorrow, written before the run.
+    backlog_scheduled: int = 0
+    #: Waiting rows of a job name the bench's workers do not take, written before the run.
+    backlog_other: int = 0
+    #: How the workers keep off the other rows: `include` the bench's names (as a
+    #: `--gpu-procs` process does) or `exclude` the other name.
+    filter: str = "include"
+    #: Enqueue the drain's jobs to fall due this many seconds after the enqueue began,
+    #: all within one second, and report how late each started (None: due at once).
+    due_in_s: float | None = None
+    #: With filter `exclude`: every name the workers leave alone (set by run_bench).
+    exclude_names: list[str] = field(default_factory=list)
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -138,6 +156,8 @@ class _Workers:
             cmd = [sys.executable, "-m", "djap.bench", "--concurrency", str(opts.concurrency)]
             if opts.lanes is not None:
                 cmd += ["--lanes", str(opts.lanes)]
+            for name in opts.exclude_names:
+                cmd += ["--exclude", name]
             if opts.pythonpath:
                 cmd += ["--pythonpath", opts.pythonpath]
             with open(log, "wb") as out:
@@ -224,7 +244,7 @@ def _pending_count(alias: str, names: list[str]) -> int:
 
     return (
         JobDBModel.objects.using(alias)
-        .filter(name__in=names, status__in=["new", "in_progress"])
+        .filter(_own_rows(), name__in=names, status__in=["new", "in_progress"])
         .count()
     )
 
@@ -236,7 +256,7 @@ def _status_counts(alias: str, names: list[str]) -> dict[str, int]:
 
     rows = (
         JobDBModel.objects.using(alias)
-        .filter(name__in=names)
+        .filter(_own_rows(), name__in=names)
         .values("status")
         .annotate(n=Count("id"))
         .order_by()
@@ -247,6 +267,7 @@ def _status_counts(alias: str, names: list[str]) -> dict[str, int]:
 def _cleanup(alias: str, names: list[str], pids: list[int]) -> None:
     from djap_django.models import JobDBModel, WorkerDBModel
 
+    _delete_backlog(alias)
     JobDBModel.objects.using(alias).filter(name__in=names).delete()
     if pids:
         WorkerDBModel.objects.using(alias).filter(
@@ -254,7 +275,93 @@ def _cleanup(alias: str, names: list[str], pids: list[int]) -> None:
         ).delete()
 
 
-def _enqueue(opts: BenchOptions, progress: Any) -> float:
+# Backlog rows: the bench's own job scheduled for tomorrow (it must never run in the
+# bench), and waiting rows of a name no worker takes. Written in big INSERT ... SELECT
+# statements, so that a million rows take seconds, not minutes of bulk_create_new; the
+# scheduled ones as enqueue writes them (`scheduled`: off the claim path).
+_BACKLOG_COLUMNS = (
+    "name, status, inputs, error, errors, attempts, max_attempts, crashes, priority, "
+    "run_after, scheduled, created_at, waiting_for"
+)
+_BACKLOG_PG = f"""
+INSERT INTO djap_job ({_BACKLOG_COLUMNS})
+SELECT %(name)s, 'new', jsonb_build_object('i', -1 - g), '', '[]'::jsonb, 0, 1, 0, 0,
+       now() + make_interval(secs => %(ahead)s), %(ahead)s > 0, now(), 0
+FROM generate_series(%(lo)s, %(hi)s - 1) AS g
+"""
+_BACKLOG_SQLITE = f"""
+WITH RECURSIVE g(i) AS (SELECT ? UNION ALL SELECT i + 1 FROM g WHERE i + 1 < ?)
+INSERT INTO djap_job ({_BACKLOG_COLUMNS})
+SELECT ?, 'new', json_object('i', -1 - i), '', '[]', 0, 1, 0, 0, ?, ?, ?, 0 FROM g
+"""
+
+
+def write_backlog(alias: str, scheduled: int, other: int) -> float:
+    """Write the backlog rows (see _BACKLOG_PG); returns the seconds it took."""
+    import datetime as dt
+
+    from django.db import connections, transaction
+
+    from djap_django.benchjobs import DjapBenchNoop
+
+    connection = connections[alias]
+    started = time.perf_counter()
+    batches = [
+        (DjapBenchNoop.__name__, SCHEDULED_AHEAD_S, scheduled),
+        # Waiting rows: due already (NULL would do too, but then they would look like the
+        # bench's own jobs to the cleanup and the counts, which key on run_after NULL).
+        (OTHER_NAME, -SCHEDULED_AHEAD_S, other),
+    ]
+    for name, ahead, count in batches:
+        for lo in range(0, count, BACKLOG_CHUNK):
+            hi = min(count, lo + BACKLOG_CHUNK)
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                if connection.vendor == "postgresql":
+                    cursor.execute(
+                        _BACKLOG_PG,
+                        {"name": name, "ahead": ahead, "lo": lo, "hi": hi},
+                    )
+                else:
+                    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                    cursor.execute(
+                        _BACKLOG_SQLITE,
+                        [lo, hi, name, str(now + dt.timedelta(seconds=ahead)), ahead > 0, str(now)],
+                    )
+    if scheduled or other:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                # A table that has been sitting there: statistics and visibility map current.
+                cursor.execute("VACUUM ANALYZE djap_job")
+    return time.perf_counter() - started
+
+
+def _delete_backlog(alias: str) -> None:
+    from djap_django.benchjobs import NAMES
+    from djap_django.models import JobDBModel
+
+    JobDBModel.objects.using(alias).filter(name=OTHER_NAME).delete()
+    JobDBModel.objects.using(alias).filter(name__in=NAMES).exclude(_own_rows()).delete()
+
+
+def _own_rows() -> Any:
+    """The bench's own jobs, not its backlog: due now, or (--due-in) within the hour."""
+    import datetime as dt
+
+    from django.db.models import Q
+    from django.utils import timezone
+
+    soon = timezone.now() + dt.timedelta(seconds=SCHEDULED_AHEAD_S / 2)
+    return Q(run_after__isnull=True) | Q(run_after__lt=soon)
+
+
+def _due_time(due_at: float, i: int, n: int) -> Any:
+    """When job `i` of `n` falls due under --due-in: spread over the second from `due_at`."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(due_at + i / n, dt.UTC)
+
+
+def _enqueue(opts: BenchOptions, progress: Any, due_at: float | None = None) -> float:
     """Bulk-enqueue the drain's jobs; returns the seconds it took."""
     from djap_django.benchjobs import DjapBenchNoop, DjapBenchOrm, DjapBenchOrmSync, DjapBenchSleep
     from djap_django.jobs import bulk_create_new
@@ -273,6 +380,14 @@ def _enqueue(opts: BenchOptions, progress: Any) -> float:
         elif orm_cls is not None:
             batch = [
                 orm_cls.create(orm_cls.Inputs(i=i, query_s=opts.query_s)) for i in range(lo, hi)
+            ]
+        elif due_at is not None:
+            # --due-in: all of them fall due within one second, spread evenly over it.
+            batch = [
+                DjapBenchNoop.create(
+                    DjapBenchNoop.Inputs(i=i), run_after=_due_time(due_at, i, opts.jobs)
+                )
+                for i in range(lo, hi)
             ]
         else:
             batch = [DjapBenchNoop.create(DjapBenchNoop.Inputs(i=i)) for i in range(lo, hi)]
@@ -319,6 +434,8 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
 
     if opts.job not in JOB_KINDS:
         raise CliError(f"--job must be one of {', '.join(JOB_KINDS)}, not {opts.job!r}")
+    if opts.filter not in ("include", "exclude"):
+        raise CliError(f"--filter must be include or exclude, not {opts.filter!r}")
     alias = conf.database_alias()
     names = benchjobs.NAMES
     vendor = connections[alias].vendor
@@ -326,6 +443,8 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
     expected = opts.jobs + latency_jobs
 
     _refuse_if_running(alias)
+    if opts.filter == "exclude":
+        opts.exclude_names = _names_to_exclude(alias, names)
     from django.conf import settings
 
     if settings.DEBUG:
@@ -338,6 +457,19 @@ def run_bench(opts: BenchOptions, show_progress: bool = True) -> dict[str, Any]:
         return _run(opts, alias, names, vendor, latency_jobs, expected, show_progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _names_to_exclude(alias: str, names: list[str]) -> list[str]:
+    """With --filter exclude: the other name, and every name of the user's own jobs.
+
+    The bench must leave the user's jobs alone; an exclude-only worker would take them.
+    """
+    from djap_django import registry
+    from djap_django.models import JobDBModel
+
+    waiting = JobDBModel.objects.using(alias).exclude(name__in=names).values_list("name")
+    others = {OTHER_NAME, *registry.names(), *(n for (n,) in waiting.distinct())}
+    return sorted(others - set(names))
 
 
 def _exit_on_sigterm(signum: int, frame: Any) -> None:
@@ -394,8 +526,10 @@ def _run(
                 stack.enter_context(bench_orm.bench_table(alias))
                 ceilings = bench_orm.run_ceilings(opts, vendor, env)
                 bench_orm.empty_bench_table(alias)
+            backlog_s = write_backlog(alias, opts.backlog_scheduled, opts.backlog_other)
             with _progress(show_progress) as progress:
-                enqueue_s = _enqueue(opts, progress)
+                due_at = None if opts.due_in_s is None else time.time() + opts.due_in_s
+                enqueue_s = _enqueue(opts, progress, due_at)
 
                 counter = _MarkCounter(marks)
                 drain = progress.add_task("drain", total=opts.jobs, rate="")
@@ -458,6 +592,12 @@ def _run(
         "procs": opts.procs,
         "concurrency": opts.concurrency,
         "lanes": opts.lanes,
+        "backlog": {
+            "scheduled": opts.backlog_scheduled,
+            "other": opts.backlog_other,
+            "filter": opts.filter,
+            "write_s": round(backlog_s, 2),
+        },
         "enqueue_jobs_per_s": round(opts.jobs / enqueue_s, 1),
         "drain_jobs_per_s": round(opts.jobs / (t1 - t0), 1),
         "drain_steady_jobs_per_s": round(opts.jobs / max(1e-9, t1 - first), 1),
@@ -489,6 +629,21 @@ def _run(
             result["drain_steady_jobs_per_s"] / max(1e-9, ceilings["body_per_s"]), 3
         )
         result["worker_connections"] = connections
+    if due_at is not None:
+        # How late each job started after its run_after (negative: early, a bug).
+        late = [
+            (t - _due_time(due_at, i, opts.jobs).timestamp()) * 1000
+            for i, t in all_marks
+            if i < opts.jobs
+        ]
+        result["due_in_s"] = opts.due_in_s
+        result["due_late_ms"] = {
+            "p50": _round(percentile(late, 50)),
+            "p95": _round(percentile(late, 95)),
+            "max": _round(max(late, default=None)),
+            "min": _round(min(late, default=None)),
+            "n": len(late),
+        }
     result["all_ran_once"] = (
         checks["executions"] == expected
         and checks["unique"] == expected
@@ -551,6 +706,12 @@ def render(result: dict[str, Any]) -> Any:
         f"djap bench: {result['jobs']:,} {result['job']} jobs on {result['database']}, "
         f"{result['procs']} process(es) x concurrency {result['concurrency']}"
     )
+    backlog = result["backlog"]
+    if backlog["scheduled"] or backlog["other"]:
+        title += (
+            f", beside {backlog['scheduled']:,} scheduled and {backlog['other']:,} "
+            f"waiting rows of another name ({backlog['filter']})"
+        )
     table = Table(title=title, show_header=True)
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -571,6 +732,14 @@ def render(result: dict[str, Any]) -> Any:
         rows.append(("sleeping jobs in flight (max)", f"{result['max_in_flight']:,}"))
     if "ceiling" in result:
         rows += _ceiling_rows(result)
+    if "due_late_ms" in result:
+        late = result["due_late_ms"]
+        rows.append(
+            (
+                "start after run_after p50/p95/max",
+                f"{late['p50']} / {late['p95']} / {late['max']} ms",
+            )
+        )
     rows += [
         (
             "executions / unique / duplicates / missing",
@@ -610,6 +779,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--lanes", type=int)
     parser.add_argument("--pythonpath")
+    parser.add_argument("--exclude", action="append", default=[])
     args = parser.parse_args(argv)
 
     from .django_setup import setup_django
@@ -622,7 +792,9 @@ def worker_main(argv: list[str] | None = None) -> None:
     options = WorkerOptions(
         concurrency=args.concurrency,
         lanes=args.lanes,
-        include=list(benchjobs.NAMES),
+        # Only the bench's jobs: by name, or by leaving out the backlog's other name.
+        include=None if args.exclude else list(benchjobs.NAMES),
+        exclude=args.exclude,
         group=BENCH_GROUP,
         grace=5,
         # Exit when the bench is gone (killed): a stray bench worker would take the next

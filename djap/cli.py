@@ -128,6 +128,24 @@ def bench(
         int, typer.Option(min=0, help="Single enqueues into idle workers for latency.")
     ] = 50,
     timeout: Annotated[float, typer.Option(min=1, help="Give up the drain after S s.")] = 600.0,
+    backlog_scheduled: Annotated[
+        int, typer.Option(min=0, help="First write N bench rows scheduled for tomorrow.")
+    ] = 0,
+    backlog_other: Annotated[
+        int, typer.Option(min=0, help="First write N waiting rows of a name no worker takes.")
+    ] = 0,
+    filter_: Annotated[
+        str,
+        typer.Option(
+            "--filter", help="Workers take the bench's jobs by include, or by exclude of the other."
+        ),
+    ] = "include",
+    due_in: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="Jobs fall due S s after enqueue, all in one second; report lateness."
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     settings: SettingsOpt = None,
     pythonpath: PythonPathOpt = None,
@@ -150,6 +168,10 @@ def bench(
         timeout_s=timeout,
         settings=settings,
         pythonpath=pythonpath,
+        backlog_scheduled=backlog_scheduled,
+        backlog_other=backlog_other,
+        filter=filter_,
+        due_in_s=due_in,
     )
     result = bench_mod.run_bench(options, show_progress=True)
     if json_out:

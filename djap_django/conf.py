@@ -56,6 +56,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds between a worker's checks that its running jobs were not cancelled (SQLite's
     # only signal; on PostgreSQL a NOTIFY arrives at once and this is the fallback).
     "CANCEL_POLL_INTERVAL": 0.5,
+    # Each worker moves scheduled jobs that fell due onto the claim path at least this
+    # often (seconds); it also wakes at the next known due time.
+    "STAGE_INTERVAL": 0.5,
+    # ...this many rows per statement.
+    "STAGE_BATCH": 5000,
     # Workers delete finished jobs older than this many seconds; None = never (djap prune).
     "PRUNE_OLDER_THAN": None,
     # ...in these statuses...

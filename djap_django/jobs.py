@@ -169,6 +169,7 @@ def build_row(job_or_class: Any, **extra: Any) -> JobDBModel:
         inputs=row.inputs,
         priority=row.priority,
         run_after=row.run_after,
+        scheduled=row.run_after is not None and row.run_after > timezone.now(),
         max_attempts=row.max_attempts,
         timeout=row.timeout,
         **extra,

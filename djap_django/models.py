@@ -79,8 +79,7 @@ class JobDBModel(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
-    # Not indexed: claims walk djap_job_ready and filter names on the way, and an index
-    # here would be written on every insert, claim and finish (see Meta.indexes).
+    # Indexed only while claimable (djap_job_due_name).
     name = models.CharField(max_length=200)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
     inputs = models.JSONField(null=True, blank=True)
@@ -96,6 +95,11 @@ class JobDBModel(models.Model):
     priority = models.IntegerField(default=0)
     timeout = models.FloatField(null=True, blank=True)
     run_after = models.DateTimeField(null=True, blank=True)
+    # True while a `new` job waits for a run_after in the future (retries backing off
+    # included): it sits in djap_job_scheduled, off the claim path, until the stager
+    # (djap_django.stager) clears it at its time. Not a status: the job is `new`
+    # (waiting) either way. A database default, so that raw INSERTs may leave it out.
+    scheduled = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -133,9 +137,24 @@ class JobDBModel(models.Model):
         # (a status change is never a HOT update). So each one is partial: a row is in
         # an index only while some query needs to find it there.
         indexes = [
-            # The claim's hot path: only rows that can be claimed, in claim order.
+            # The claim's hot path: only rows that can be claimed now, in claim order.
             models.Index(
-                fields=["-priority", "id"], name="djap_job_ready", condition=Q(status="new")
+                fields=["-priority", "id"],
+                name="djap_job_due",
+                condition=Q(status="new", scheduled=False),
+            ),
+            # The same per job name: an --include/--exclude worker's claim walks only
+            # the names it takes, whatever the other names have waiting.
+            models.Index(
+                fields=["name", "-priority", "id"],
+                name="djap_job_due_name",
+                condition=Q(status="new", scheduled=False),
+            ),
+            # Jobs waiting for their run_after, in the order the stager moves them.
+            models.Index(
+                fields=["run_after"],
+                name="djap_job_scheduled",
+                condition=Q(status="new", scheduled=True),
             ),
             models.Index(
                 fields=["worker"], name="djap_job_running", condition=Q(status="in_progress")

@@ -40,6 +40,8 @@ RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "PRUNE_OLDER_THAN": (_NUMBER, 0, True),
     "PRUNE_STATUSES": ((list, tuple), None, False),
     "PRUNE_INTERVAL": (_NUMBER, 0.01, False),
+    "STAGE_INTERVAL": (_NUMBER, 0.01, False),
+    "STAGE_BATCH": ((int,), 1, False),
 }
 
 #: Statuses PRUNE_STATUSES may name: finished jobs only.

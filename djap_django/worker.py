@@ -31,7 +31,7 @@ from .execution import execute
 from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
 from .resilience import DbGuard
-from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service
+from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service, Stager
 from .services.heartbeat import Pulse
 
 logger = logging.getLogger("djap.worker")
@@ -205,8 +205,8 @@ class Worker:
         """The background services, started once the worker is registered.
 
         Each is a small loop with a `run_once` (services/). A new periodic duty of the
-        worker, such as the scheduler of periodic jobs or the stager of scheduled ones,
-        is one more entry here; the shutdown stops every entry.
+        worker, such as the scheduler of periodic jobs, is one more entry here; the
+        shutdown stops every entry.
         """
         self.heartbeat = Heartbeat(
             self.queue,
@@ -216,8 +216,10 @@ class Worker:
             supervisor_pid=self.options.supervisor_pid,
             on_orphaned=self.request_stop,
         )
+        self.stager = Stager(self.queue, self.db)
         return [
             self.heartbeat,
+            self.stager,
             Rescuer(self.queue, self.db),
             CancelWatch(
                 self.queue,
@@ -289,6 +291,12 @@ class Worker:
         scheduled for later (run_after) does not, and is left for the next run.
         """
         await self.completer.settled()  # a retry's new run_after must be in the row first
+        await self._stage_now()
+        opts = self.options
+        if await self.db.call(
+            "check", self.queue.jobs_runnable_exists, opts.include, opts.exclude, stop=self._stop
+        ):
+            return True  # jobs fell due meanwhile (staged here or by another stager)
         due_in, scheduled = await sync_to_async(pending_later)(
             self.options.alias, self.options.include, self.options.exclude
         )
@@ -297,6 +305,8 @@ class Worker:
             wake = time.monotonic() + due_in
             deadline = wake if deadline is None else min(deadline, wake)
             await self._wait_for(None, deadline, poll=True)
+            if not self._stop.is_set():
+                await self._stage_now()
             return not self._stop.is_set()
         if scheduled:
             logger.info(
@@ -305,6 +315,10 @@ class Worker:
                 scheduled,
             )
         return False
+
+    async def _stage_now(self) -> int:
+        """Stage due jobs at once (burst decides from the rows next)."""
+        return await self.db.call("stage", self.stager.run_once, stop=self._stop)
 
     async def _wait_for(
         self, awaitable: Awaitable[object] | None, deadline: float | None, poll: bool = False
@@ -362,6 +376,8 @@ class Worker:
                 written = await self._finish_pipeline_step(claimed, outcome)
                 if written is not None:
                     self._count(claimed, written)
+                    if written.status == "new" and written.run_after is not None:
+                        self.stager.note_due(written.run_after)
             else:
                 self._count(claimed, outcome)
                 self._unflushed.add(claimed.id)
@@ -420,6 +436,8 @@ class Worker:
         )
         for outcome in outcomes:
             self._unflushed.discard(outcome.job_id)
+            if outcome.status == "new" and outcome.run_after is not None:
+                self.stager.note_due(outcome.run_after)  # a retry: stage it on time
 
     # -- cancellation ----------------------------------------------------------------
 

@@ -62,6 +62,34 @@ def test_bench_counts_every_job_once_and_cleans_up(procs):
     assert user_job.status == "new" and user_job.attempts == 0
 
 
+def test_bench_backlog_rows_are_written_first_left_unrun_and_cleaned_up(procs):
+    user_job = djap.create_new(RecordExecution.create(RecordExecution.Inputs(key=8)))
+
+    for filter_ in ("include", "exclude"):
+        out = _bench_json(
+            procs,
+            *("--jobs", "200", "--concurrency", "20", "--latency-jobs", "3"),
+            *("--backlog-scheduled", "300", "--backlog-other", "400", "--filter", filter_),
+        )
+        assert out["backlog"]["scheduled"] == 300 and out["backlog"]["other"] == 400
+        assert out["backlog"]["filter"] == filter_
+        # The bench's own jobs ran once each; no backlog row ran (a run marks i < 0).
+        assert out["all_ran_once"] is True and out["unexpected"] == 0
+        assert out["rows"] == {"done": 203}
+
+    assert not JobDBModel.objects.filter(name__in=[*BENCH_NAMES, "DjapBenchOther"]).exists()
+    user_job.refresh_from_db()
+    assert user_job.status == "new" and user_job.attempts == 0
+
+
+def test_bench_rejects_an_unknown_filter_in_one_line(procs):
+    result = procs.run("bench", "--filter", "both")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "djap bench: error: --filter must be include or exclude, not 'both'"
+    )
+
+
 def test_bench_sleep_jobs_report_how_many_ran_at_once(procs):
     out = _bench_json(
         procs,

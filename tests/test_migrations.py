@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
+
 from django.core.management import call_command
 from django.db import connection
+from django.utils import timezone
 
 import djap
 from djap_django.models import JobDBModel
@@ -19,17 +23,64 @@ def _job_indexes() -> set[str]:
 def test_0006_swaps_the_indexes_and_back_without_touching_rows():
     job = djap.create_new(JobWithSleep)
     now = _job_indexes()
-    assert {"djap_job_ready", "djap_job_running", "djap_job_finished", "djap_job_pipeline"} <= now
-    assert not {"djap_job_name", "djap_job_status_finished"} & now
+    assert {"djap_job_due", "djap_job_running", "djap_job_finished", "djap_job_pipeline"} <= now
+    assert not {"djap_job_name", "djap_job_status_finished", "djap_job_ready"} & now
 
     call_command("migrate", "djap_django", "0005", verbosity=0)
     before = _job_indexes()
-    assert {"djap_job_name", "djap_job_status_finished"} <= before
+    assert {"djap_job_name", "djap_job_status_finished", "djap_job_ready"} <= before
     assert not {"djap_job_finished", "djap_job_pipeline"} & before
 
     call_command("migrate", "djap_django", verbosity=0)
     assert _job_indexes() == now
     assert JobDBModel.objects.get().pk == job.pk
+
+
+MIGRATION_0007 = "djap_django.migrations.0007_scheduled_jobs"
+
+
+def _rows() -> dict[int, tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, name, status, attempts, run_after FROM djap_job")
+        return {r[0]: tuple(r[1:]) for r in cursor.fetchall()}
+
+
+def _scheduled_ids() -> set[int]:
+    return set(JobDBModel.objects.filter(scheduled=True).values_list("id", flat=True))
+
+
+def test_0007_flags_future_waiting_jobs_and_goes_back_with_every_status_intact(monkeypatch):
+    now = timezone.now()
+    later, earlier = now + dt.timedelta(hours=1), now - dt.timedelta(hours=1)
+    rows = {}
+    for status in ("not_ready", "new", "in_progress", "done", "failed", "cancelled"):
+        for run_after in (None, earlier, later):
+            row = JobDBModel.objects.create(
+                name=f"Job_{status}", status=status, run_after=run_after
+            )
+            rows[row.pk] = (status, run_after)
+    future_new = {pk for pk, (st, ra) in rows.items() if st == "new" and ra == later}
+
+    call_command("migrate", "djap_django", "0006", verbosity=0)
+    back = _job_indexes()
+    assert "djap_job_ready" in back
+    assert not {"djap_job_due", "djap_job_due_name", "djap_job_scheduled"} & back
+    columns = {
+        c.name
+        for c in connection.introspection.get_table_description(connection.cursor(), "djap_job")
+    }
+    assert "scheduled" not in columns
+    at_0006 = _rows()
+    assert {pk: r[1] for pk, r in at_0006.items()} == {pk: st for pk, (st, _) in rows.items()}
+
+    # Small batches, so that the move crosses batch boundaries as it does on a big table.
+    monkeypatch.setattr(importlib.import_module(MIGRATION_0007), "BATCH_IDS", 4)
+    call_command("migrate", "djap_django", verbosity=0)
+    assert {"djap_job_due", "djap_job_due_name", "djap_job_scheduled"} <= _job_indexes()
+    assert "djap_job_ready" not in _job_indexes()
+    assert _rows() == at_0006  # nothing but the flag changed
+    # Exactly the waiting jobs due later are off the claim path.
+    assert _scheduled_ids() == future_new
 
 
 def test_the_models_need_no_new_migration():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import connections
 
 from .. import conf
-from .base import ClaimedJob, Outcome, Queue, RescueReport, WorkerInfo
+from .base import ClaimedJob, Outcome, Queue, RescueReport, StageReport, WorkerInfo
 from .in_transaction import InTransaction
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "Outcome",
     "Queue",
     "RescueReport",
+    "StageReport",
     "WorkerInfo",
     "in_transaction",
     "open_queue",

@@ -68,6 +68,15 @@ class RescueReport:
     dead_workers: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StageReport:
+    """What a stage did: jobs moved onto the claim path, and when the next falls due."""
+
+    staged: int = 0
+    #: Seconds until the earliest job still scheduled falls due; None when there is none.
+    next_due_s: float | None = None
+
+
 #: PostgreSQL NOTIFY channels. Enqueues notify NEW_JOBS_CHANNEL so idle workers claim at
 #: once; a cancel notifies CANCEL_CHANNEL with the job id so its worker stops it.
 NEW_JOBS_CHANNEL = "djap_new_jobs"
@@ -107,6 +116,7 @@ class Statements(Protocol):
     async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int: ...
     async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport: ...
     async def jobs_rescue_worker(self, worker_id: int, max_crashes: int) -> RescueReport: ...
+    async def jobs_stage(self, limit: int) -> StageReport: ...
     async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool: ...
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]: ...
     async def jobs_held(self, worker_id: int) -> list[int]: ...

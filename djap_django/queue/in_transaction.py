@@ -114,9 +114,9 @@ class InTransaction:
             return self._execute(
                 cursor,
                 "UPDATE djap_job SET status = 'new', attempts = 0, crashes = 0,"
-                " run_after = NULL, finished_at = NULL, started_at = NULL"
+                " run_after = NULL, scheduled = %s, finished_at = NULL, started_at = NULL"
                 " WHERE id = %s AND status IN ('failed', 'cancelled')",
-                [job_id],
+                [False, job_id],
             ).rowcount
 
     def job_finish_step(
@@ -144,6 +144,9 @@ class InTransaction:
                 "json_insert(COALESCE(errors, '[]'), '$[#]', json_object('attempt', attempts,"
                 " 'error', %s, 'at', strftime('%%Y-%%m-%%dT%%H:%%M:%%fZ', 'now')))"
             )
+        # A retry backing off waits off the claim path until a stager moves it (the
+        # claim's own run_after test covers a clock a moment off from the database's).
+        scheduled = status == "new" and run_after is not None and run_after > timezone.now()
         due = (
             None if run_after is None else self.connection.ops.adapt_datetimefield_value(run_after)
         )
@@ -151,7 +154,7 @@ class InTransaction:
             self._execute(
                 cursor,
                 f"UPDATE djap_job SET status = %s, outputs = %s{jsonb}, error = %s,"
-                f" run_after = %s, worker_id = NULL,"
+                f" run_after = %s, scheduled = %s, worker_id = NULL,"
                 f" finished_at = CASE WHEN %s = 'new' THEN NULL ELSE NOW END,"
                 f" errors = CASE WHEN %s = '' THEN errors ELSE {history} END"
                 f" WHERE id = %s",
@@ -160,6 +163,7 @@ class InTransaction:
                     outputs_json,
                     error,
                     due,
+                    scheduled,
                     status,
                     *self._now(),
                     error,

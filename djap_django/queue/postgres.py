@@ -9,32 +9,77 @@ from __future__ import annotations
 import json
 
 from .base import NEW_JOBS_CHANNEL as CHANNEL
-from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
+from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, StageReport, WorkerInfo
 from .postgres_connection import PostgresConnections, connection_params, first_column
 
 #: `connection_params` stays importable from here (benchmarks and tests use it).
 __all__ = ["CHANNEL", "PostgresQueue", "connection_params"]
 
-# Pick the oldest ready rows of the highest priority that nobody else holds, and mark
+# Pick the oldest due rows of the highest priority that nobody else holds, and mark
 # them ours in the same statement. SKIP LOCKED lets many workers claim at once without
-# waiting on each other; the partial index djap_job_ready serves the ORDER BY.
-_CLAIM = """
-WITH picked AS (
-    SELECT id FROM djap_job
-    WHERE status = 'new'
-      AND (run_after IS NULL OR run_after <= now())
-      AND (%(include)s::text[] IS NULL OR name = ANY(%(include)s::text[]))
-      AND name <> ALL(%(exclude)s::text[])
-    ORDER BY priority DESC, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-)
+# waiting on each other; the partial index djap_job_due serves the ORDER BY. Jobs
+# waiting for a later run_after are not in it (`scheduled`, see stager.py); the
+# run_after test stays for rows written by other paths (an older djap, raw SQL).
+_DUE = """status = 'new' AND NOT scheduled AND (run_after IS NULL OR run_after <= now())"""
+# The picked ids go into an array (an InitPlan, run once) and are updated by primary
+# key. Joined to the table instead, stale statistics can make the planner hash the
+# whole table, or rescan the pick once per row, on every claim.
+_CLAIMED = """
 UPDATE djap_job AS j
 SET status = 'in_progress', worker_id = %(worker)s, started_at = now(),
     attempts = j.attempts + 1
-FROM picked WHERE j.id = picked.id
+WHERE j.id = ANY(ARRAY({picked}))
 RETURNING j.id, j.name, j.inputs, j.attempts, j.max_attempts, j.timeout, j.pipeline_id
 """
+_CLAIM = _CLAIMED.format(
+    picked=f"""
+    SELECT id FROM djap_job
+    WHERE {_DUE}
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED"""
+)
+
+# A worker that takes some names only walks djap_job_due_name, one name at a time: each
+# name's best rows (locked as found, SKIP LOCKED), then the best of those. Its cost is
+# the rows it could take, whatever other names have waiting. With several names it may
+# lock up to `limit` rows of each for the moment of the statement, and claims `limit`.
+_PICK_BY_NAME = f"""
+SELECT c.id FROM {{names}} CROSS JOIN LATERAL (
+    SELECT id, priority FROM djap_job
+    WHERE {_DUE} AND name = n.name
+    ORDER BY priority DESC, id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS c
+ORDER BY c.priority DESC, c.id
+LIMIT %(limit)s
+"""
+_CLAIM_INCLUDE = _CLAIMED.format(
+    picked=_PICK_BY_NAME.format(names="unnest(%(include)s::text[]) AS n(name)")
+)
+
+# An --exclude worker takes every name but a few: the names that have due rows are found
+# by a skip scan of djap_job_due_name (one index descent per distinct name, however many
+# rows each has), and claimed from as by --include. A million waiting rows of an
+# excluded name cost one descent.
+_CLAIM_EXCLUDE = _CLAIMED.format(
+    picked=f"""
+    WITH RECURSIVE names AS (
+        (SELECT name FROM djap_job WHERE {_DUE} ORDER BY name LIMIT 1)
+        UNION ALL
+        SELECT (SELECT d.name FROM djap_job AS d
+                WHERE d.status = 'new' AND NOT d.scheduled
+                  AND (d.run_after IS NULL OR d.run_after <= now()) AND d.name > names.name
+                ORDER BY d.name LIMIT 1)
+        FROM names WHERE names.name IS NOT NULL
+    ) {
+        _PICK_BY_NAME.format(
+            names="(SELECT name FROM names WHERE name IS NOT NULL "
+            "AND name <> ALL(%(exclude)s::text[])) AS n"
+        )
+    }"""
+)
 
 # One statement finishes a whole batch. The guard on worker and status means a job
 # that was rescued from us (we looked dead) is never overwritten by our late result.
@@ -42,6 +87,7 @@ _FINISH = """
 UPDATE djap_job AS j
 SET status = u.status, outputs = u.outputs::jsonb, error = u.error,
     run_after = u.run_after, worker_id = NULL,
+    scheduled = u.status = 'new' AND COALESCE(u.run_after > now(), false),
     finished_at = CASE WHEN u.status = 'new' THEN NULL ELSE now() END,
     errors = CASE WHEN u.error = '' THEN j.errors ELSE COALESCE(j.errors, '[]'::jsonb)
         || jsonb_build_array(jsonb_build_object(
@@ -63,6 +109,34 @@ WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s
 def _is_plain_done(o: Outcome) -> bool:
     return o.status == "done" and o.outputs_json is None and not o.error and o.run_after is None
 
+
+# Move due scheduled jobs onto the claim path, oldest first, and say when the next one
+# falls due. SKIP LOCKED: stagers in many processes at once each take other rows, and
+# none waits behind a row another transaction holds (a cancel, say); the outer status
+# test re-checks each row once locked. The NOTIFY goes out on commit, with the rows.
+#
+# The ids are picked once, into an array (an InitPlan), and updated by primary key.
+# Written as `WHERE id IN (subquery)` or as a join, stale statistics (a queue's always
+# are) let the planner rescan the subquery once per scheduled row, or hash the whole
+# table, on every pass.
+_STAGE = f"""
+WITH staged AS (
+    UPDATE djap_job SET scheduled = false
+    WHERE id = ANY(ARRAY(
+        SELECT id FROM djap_job
+        WHERE status = 'new' AND scheduled AND run_after <= now()
+        ORDER BY run_after
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED))
+      AND status = 'new' AND scheduled
+    RETURNING 1
+), counted AS (SELECT count(*) AS n FROM staged)
+SELECT counted.n,
+       (SELECT extract(epoch FROM min(run_after) - now())::float8 FROM djap_job
+        WHERE status = 'new' AND scheduled AND run_after > now()),
+       CASE WHEN counted.n > 0 THEN pg_notify('{CHANNEL}', '') END
+FROM counted
+"""
 
 _RESCUE = """
 UPDATE djap_job
@@ -127,9 +201,15 @@ class PostgresQueue(PostgresConnections):
     async def jobs_claim(
         self, worker_id: int, limit: int, include: list[str] | None, exclude: list[str]
     ) -> list[ClaimedJob]:
+        if include is not None:
+            include = [n for n in include if n not in exclude]
+            sql = _CLAIM_INCLUDE
+        elif exclude:
+            sql = _CLAIM_EXCLUDE
+        else:
+            sql = _CLAIM
         cur = await self._conn.execute(
-            _CLAIM,
-            {"include": include, "exclude": exclude, "limit": limit, "worker": worker_id},
+            sql, {"include": include, "exclude": exclude, "limit": limit, "worker": worker_id}
         )
         return [ClaimedJob(*row) for row in await cur.fetchall()]
 
@@ -220,14 +300,24 @@ class PostgresQueue(PostgresConnections):
         return await self._rescue([worker_id], max_crashes)
 
     async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool:
+        names = "AND name <> ALL(%(exclude)s::text[])"
+        if include is not None:
+            names += " AND name = ANY(%(include)s::text[])"
         cur = await self._conn.execute(
-            """SELECT EXISTS (SELECT 1 FROM djap_job
-                   WHERE status = 'new' AND (run_after IS NULL OR run_after <= now())
-                     AND (%(include)s::text[] IS NULL OR name = ANY(%(include)s::text[]))
-                     AND name <> ALL(%(exclude)s::text[]))""",
+            # Due rows on the claim path, or due rows a stager has not moved yet.
+            f"""SELECT EXISTS (SELECT 1 FROM djap_job WHERE {_DUE} {names})
+                   OR EXISTS (SELECT 1 FROM djap_job
+                              WHERE status = 'new' AND scheduled AND run_after <= now()
+                              {names})""",
             {"include": include, "exclude": exclude},
         )
         return await first_column(cur)
+
+    async def jobs_stage(self, limit: int) -> StageReport:
+        """Move up to `limit` due scheduled jobs onto the claim path (see _STAGE)."""
+        cur = await self._conn.execute(_STAGE, {"limit": limit})
+        staged, next_due_s, _ = await cur.fetchone()
+        return StageReport(staged=staged, next_due_s=next_due_s)
 
     async def jobs_held(self, worker_id: int) -> list[int]:
         """Jobs the database says this worker runs (to find a claim lost in an outage)."""

@@ -36,9 +36,14 @@ _DJANGO_ONLY_PARAMS = (
 # faster than autovacuum analyzes them, and dead index entries pile up between vacuums.
 # On stale statistics the planner believes few rows are `new` and claims with a bitmap
 # scan of every new row plus a sort, so each claim costs O(queue length). Walking the
-# partial index djap_job_ready in order and stopping at LIMIT is right for a queue
+# partial index djap_job_due in order and stopping at LIMIT is right for a queue
 # whatever the statistics say, so these connections rule out the other plans.
-_PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off"
+#
+# enable_sort = off does not forbid a sort the query cannot do without (a claim by name
+# merges its names' rows with one): it adds 10^10 to the plan's cost, which would then
+# pass jit_above_cost and spend ~0.4 s compiling every such claim. No statement here is
+# long enough for JIT to pay off, so it is off on these connections.
+_PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off; SET jit = off"
 
 # The claim connection (claims, heartbeats, rescues) commits without waiting for the WAL
 # flush. Delivery stays at-least-once: if the server crashes before the flush, a claim is

@@ -8,8 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+from typing import Any
 
-from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, WorkerInfo
+from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, StageReport, WorkerInfo
 from .sqlite_connection import SQLiteConnection
 
 
@@ -33,6 +34,52 @@ def _names_filter(include: list[str] | None, exclude: list[str]) -> tuple[str, l
         sql += f" AND name NOT IN ({','.join('?' * len(exclude))})"
         params += exclude
     return sql, params
+
+
+# A row the claim may take now: the partial indexes' own terms, word for word, so that
+# SQLite can use them, and the run_after test for rows other paths wrote.
+_DUE = "status = 'new' AND NOT scheduled AND (run_after IS NULL OR run_after <= ?)"
+
+
+def _due_names(db: sqlite3.Connection, now: str) -> list[str]:
+    """The names that have due rows: a skip scan, one index descent per distinct name."""
+    return [
+        r[0]
+        for r in db.execute(
+            f"""WITH RECURSIVE n(name) AS (
+                    SELECT (SELECT min(name) FROM djap_job INDEXED BY djap_job_due_name
+                            WHERE {_DUE})
+                    UNION ALL
+                    SELECT (SELECT min(name) FROM djap_job INDEXED BY djap_job_due_name
+                            WHERE {_DUE} AND name > n.name)
+                    FROM n WHERE n.name IS NOT NULL)
+                SELECT name FROM n WHERE name IS NOT NULL""",
+            (now, now),
+        )
+    ]
+
+
+def _pick_by_name(names: list[str], now: str, limit: int) -> tuple[str, list[Any]]:
+    """Each name's best due rows from djap_job_due_name, then the best `limit` of those."""
+    arm = (
+        f"SELECT * FROM (SELECT id, priority FROM djap_job INDEXED BY djap_job_due_name "
+        f"WHERE {_DUE} AND name = ? ORDER BY priority DESC, id LIMIT ?)"
+    )
+    sql = (
+        "SELECT id FROM ("
+        + " UNION ALL ".join([arm] * len(names))
+        + ") ORDER BY priority DESC, id LIMIT ?"
+    )
+    params: list[Any] = []
+    for name in names:
+        params += [now, name, limit]
+    return sql, [*params, limit]
+
+
+def _seconds_until(stored: str) -> float:
+    """Seconds from now until a timestamp stored as Django stores it (naive UTC text)."""
+    when = dt.datetime.fromisoformat(stored).replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
 class SQLiteQueue(SQLiteConnection):
@@ -93,23 +140,29 @@ class SQLiteQueue(SQLiteConnection):
     async def jobs_claim(
         self, worker_id: int, limit: int, include: list[str] | None, exclude: list[str]
     ) -> list[ClaimedJob]:
-        names_sql, names = _names_filter(include, exclude)
-
-        # INDEXED BY: without statistics SQLite picks the status index and sorts every new
-        # row on each claim (O(queue length)); the ready index is already in claim order.
         def claim(db: sqlite3.Connection) -> list[ClaimedJob]:
             now = _now()
+            if include is None and not exclude:
+                # INDEXED BY: without statistics SQLite may pick another index and sort
+                # every waiting row on each claim; djap_job_due is already in claim order.
+                picked, params = (
+                    f"SELECT id FROM djap_job INDEXED BY djap_job_due WHERE {_DUE} "
+                    "ORDER BY priority DESC, id LIMIT ?",
+                    [now, limit],
+                )
+            else:
+                names = _due_names(db, now) if include is None else include
+                names = [n for n in names if n not in exclude]
+                if not names:
+                    return []
+                picked, params = _pick_by_name(names, now, limit)
             rows = db.execute(
                 f"""UPDATE djap_job
                     SET status = 'in_progress', worker_id = ?, started_at = ?,
                         attempts = attempts + 1
-                    WHERE id IN (
-                        SELECT id FROM djap_job INDEXED BY djap_job_ready
-                        WHERE status = 'new' AND (run_after IS NULL OR run_after <= ?)
-                        {names_sql}
-                        ORDER BY priority DESC, id LIMIT ?)
+                    WHERE id IN ({picked})
                     RETURNING id, name, inputs, attempts, max_attempts, timeout, pipeline_id""",
-                (worker_id, now, now, *names, limit),
+                (worker_id, now, *params),
             ).fetchall()
             return [
                 ClaimedJob(r[0], r[1], None if r[2] is None else json.loads(r[2]), *r[3:])
@@ -121,12 +174,35 @@ class SQLiteQueue(SQLiteConnection):
             self._poll_s = 0.0  # work is flowing: poll fast again when it runs dry
         return claimed
 
+    async def jobs_stage(self, limit: int) -> StageReport:
+        """Move up to `limit` due scheduled jobs onto the claim path, oldest first."""
+
+        def stage(db: sqlite3.Connection) -> StageReport:
+            now = _now()
+            staged = db.execute(
+                """UPDATE djap_job SET scheduled = 0 WHERE id IN (
+                       SELECT id FROM djap_job INDEXED BY djap_job_scheduled
+                       WHERE scheduled AND status = 'new' AND run_after <= ?
+                       ORDER BY run_after LIMIT ?)""",
+                (now, limit),
+            ).rowcount
+            (next_due,) = db.execute(
+                """SELECT min(run_after) FROM djap_job INDEXED BY djap_job_scheduled
+                   WHERE scheduled AND status = 'new' AND run_after > ?""",
+                (now,),
+            ).fetchone()
+            if staged:
+                self._poll_s = 0.0  # jobs are ready: idle claims poll fast again
+            return StageReport(staged, None if next_due is None else _seconds_until(next_due))
+
+        return await self._call(self._write, stage)
+
     async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
         def finish(db: sqlite3.Connection) -> None:
             now = _now()
             db.executemany(
                 """UPDATE djap_job SET status = ?, outputs = ?, error = ?, run_after = ?,
-                       worker_id = NULL, finished_at = ?,
+                       scheduled = ?, worker_id = NULL, finished_at = ?,
                        errors = CASE WHEN ? = '' THEN errors ELSE json_insert(
                            COALESCE(errors, '[]'), '$[#]',
                            json_object('attempt', attempts, 'error', ?,
@@ -138,6 +214,8 @@ class SQLiteQueue(SQLiteConnection):
                         o.outputs_json,
                         o.error,
                         None if o.run_after is None else _ts(o.run_after),
+                        # A retry backing off waits off the claim path (see stager.py).
+                        o.status == "new" and o.run_after is not None and _ts(o.run_after) > now,
                         None if o.status == "new" else now,
                         # Plain `?` twice, not `?3`: numbered markers with a sequence of
                         # parameters are deprecated in Python 3.12's sqlite3.
@@ -231,11 +309,14 @@ class SQLiteQueue(SQLiteConnection):
         names_sql, names = _names_filter(include, exclude)
 
         def exists() -> bool:
+            now = _now()
+            # Due rows on the claim path, or due rows a stager has not moved yet.
             row = self._db.execute(
-                f"""SELECT EXISTS (SELECT 1 FROM djap_job
-                        WHERE status = 'new' AND (run_after IS NULL OR run_after <= ?)
-                        {names_sql})""",
-                (_now(), *names),
+                f"""SELECT EXISTS (SELECT 1 FROM djap_job WHERE {_DUE} {names_sql})
+                        OR EXISTS (SELECT 1 FROM djap_job INDEXED BY djap_job_scheduled
+                                   WHERE scheduled AND status = 'new' AND run_after <= ?
+                                   {names_sql})""",
+                (now, *names, now, *names),
             ).fetchone()
             return bool(row[0])
 

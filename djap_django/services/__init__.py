@@ -11,5 +11,6 @@ from .cancel_watch import CancelWatch
 from .heartbeat import Heartbeat
 from .pruner import Pruner
 from .rescuer import Rescuer
+from .stager import Stager
 
-__all__ = ["CancelWatch", "Heartbeat", "Pruner", "Rescuer", "Service"]
+__all__ = ["CancelWatch", "Heartbeat", "Pruner", "Rescuer", "Service", "Stager"]
