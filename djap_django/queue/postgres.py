@@ -44,11 +44,17 @@ _CLAIM = _CLAIMED.format(
 # name's best rows (locked as found, SKIP LOCKED), then the best of those. Its cost is
 # the rows it could take, whatever other names have waiting. With several names it may
 # lock up to `limit` rows of each for the moment of the statement, and claims `limit`.
+#
+# The name is matched as a range of one value, and ordered by: with `name = n.name` the
+# planner counts the name as fixed and the order as priority's alone, which djap_job_due
+# also gives; on statistics that say one name fills the table it then walks that index
+# and filters by name, reading every due row for a name that has none. Written so, only
+# djap_job_due_name gives the order without a sort.
 _PICK_BY_NAME = f"""
 SELECT c.id FROM {{names}} CROSS JOIN LATERAL (
     SELECT id, priority FROM djap_job
-    WHERE {_DUE} AND name = n.name
-    ORDER BY priority DESC, id
+    WHERE {_DUE} AND name >= n.name AND name <= n.name
+    ORDER BY name, priority DESC, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ) AS c
