@@ -159,6 +159,10 @@ class JobDBModel(models.Model):
             models.Index(
                 fields=["worker"], name="djap_job_running", condition=Q(status="in_progress")
             ),
+            # Pipeline steps waiting for their predecessors: counted by `djap status`.
+            models.Index(
+                fields=["pipeline"], name="djap_job_blocked", condition=Q(status="not_ready")
+            ),
             # Finished rows, for prune, the failures list and throughput per minute.
             models.Index(
                 fields=["status", "finished_at"],

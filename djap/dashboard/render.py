@@ -87,7 +87,10 @@ def _queue_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
 
     rows = sorted(snapshot.queue.items(), key=weight)
     for name, counts in rows[:max_rows]:
-        cells = [format_count(counts.get(s, 0)) if counts.get(s) else "·" for s in statuses]
+        cells = [
+            _estimate_mark(snapshot, name, s) + format_count(counts[s]) if counts.get(s) else "·"
+            for s in statuses
+        ]
         table.add_row(name, *cells)
     if len(rows) > max_rows:
         rest: dict[str, int] = {}
@@ -102,6 +105,13 @@ def _queue_table(snapshot: Snapshot, max_rows: int) -> RenderableType:
     if not rows:
         table.add_row("(no jobs)", *["·"] * len(statuses), style="dim")
     return table
+
+
+def _estimate_mark(snapshot: Snapshot, name: str, status: str) -> str:
+    """ "~" before an estimated count, ">=" before a lower bound (SQLite); "" when exact."""
+    if (name, status) not in snapshot.estimated:
+        return ""
+    return ">=" if snapshot.estimates_are_lower_bounds else "~"
 
 
 def _process_table(snapshot: Snapshot, max_rows: int) -> RenderableType:

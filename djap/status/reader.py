@@ -11,9 +11,9 @@ import time
 
 from .queries import (
     db_now,
+    query_counts,
     query_failures,
     query_pipelines,
-    query_queue,
     query_runnable_names,
     query_workers,
 )
@@ -32,10 +32,10 @@ class SnapshotReader:
     """Takes snapshot after snapshot (the live view), keeping the counting cheap.
 
     The worker rows are read every time: they are few, and the supervisor judges
-    heartbeats from them. Counting jobs costs in proportion to the backlog (half a
-    second for 500,000 waiting rows on SQLite), so counts are refreshed only as often
-    as keeps them under 1/`budget` of the time, and counts of finished jobs, which
-    scan the whole table, at most every `full_every_s` seconds. In between, the last
+    heartbeats from them. Counting reads at most a capped number of rows per status
+    (djap_django.counts), so a count costs milliseconds whatever the backlog; still,
+    counts are refreshed only as often as keeps them under 1/`budget` of the time, and
+    counts of finished jobs at most every `full_every_s` seconds. In between, the last
     counts are shown.
     """
 
@@ -46,7 +46,7 @@ class SnapshotReader:
         *,
         budget: float = 20.0,
         min_interval_s: float = 0.5,
-        full_every_s: float = 5.0,
+        full_every_s: float = 1.0,
     ) -> None:
         self.alias, self.stale_after, self.budget = alias, stale_after, budget
         self.min_interval_s, self.full_every_s = min_interval_s, full_every_s
@@ -56,6 +56,9 @@ class SnapshotReader:
         self._failures: tuple[Failure, ...] = ()
         self._runnable: list[str] = []
         self._pipelines: dict[str, int] = {}
+        #: status -> the (name, status) pairs whose last count was an estimate.
+        self._estimated: dict[str, set[tuple[str, str]]] = {}
+        self._lower_bounds = False
 
     def read(self, now: float, force_counts: bool = False) -> Snapshot:
         """A snapshot at monotonic time `now`; `force_counts` recounts everything."""
@@ -63,7 +66,13 @@ class SnapshotReader:
         workers = query_workers(self.alias, taken_at, self.stale_after)
         if force_counts or now >= self._next_full:
             started = time.perf_counter()
-            counts = query_queue(self.alias)
+            found = query_counts(self.alias)
+            counts = found.counts
+            self._estimated = {
+                status: {pair for pair in found.estimated if pair[1] == status}
+                for status in {s for _, s in found.estimated}
+            }
+            self._lower_bounds = found.lower_bounds
             self._pipelines = query_pipelines(self.alias)
             self._finished = {
                 name: {s: n for s, n in c.items() if s not in ACTIVE_STATUSES}
@@ -78,7 +87,10 @@ class SnapshotReader:
             self._refresh_small(now, taken_at, cost)
         elif now >= self._next_active:
             started = time.perf_counter()
-            self._active = query_queue(self.alias, ACTIVE_STATUSES)
+            found = query_counts(self.alias, ACTIVE_STATUSES)
+            self._active = found.counts
+            for status in ACTIVE_STATUSES:
+                self._estimated[status] = {p for p in found.estimated if p[1] == status}
             self._refresh_small(now, taken_at, time.perf_counter() - started)
         queue: dict[str, dict[str, int]] = {}
         for name in sorted(set(self._active) | set(self._finished)):
@@ -92,6 +104,8 @@ class SnapshotReader:
             failures=self._failures,
             stranded=stranded_names(self._runnable, workers),
             pipelines=self._pipelines,
+            estimated=tuple(sorted(set().union(*self._estimated.values()))),
+            estimates_are_lower_bounds=self._lower_bounds,
         )
 
     def _refresh_small(self, now: float, taken_at: dt.datetime, cost: float) -> None:

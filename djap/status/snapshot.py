@@ -107,6 +107,10 @@ class Snapshot:
     title: str = "djap"
     #: {status: count} of pipelines (running, done, failed, cancelled).
     pipelines: dict[str, int] = field(default_factory=dict)
+    #: (name, status) pairs of `queue` whose count is an estimate (past the count cap).
+    estimated: tuple[tuple[str, str], ...] = ()
+    #: The estimates are lower bounds (SQLite keeps no statistics to estimate from).
+    estimates_are_lower_bounds: bool = False
 
     def totals(self) -> dict[str, int]:
         """{status: count} over every job name."""

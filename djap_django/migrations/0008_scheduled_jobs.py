@@ -1,9 +1,10 @@
 # Jobs waiting for a future run_after leave the claim path: a `scheduled` flag, set on
 # them here in short batches, keeps them out of the claim's indexes until the stager
-# clears it. Claims also get a per-name index. Online on PostgreSQL: the column comes
-# with a constant default (no table rewrite), indexes are built and dropped
-# CONCURRENTLY, and the rows move in batches of short transactions, so workers and
-# enqueues go on throughout. The old ready index goes last, once the new ones serve.
+# clears it. Claims get a per-name index, and `djap status` one for blocked pipeline
+# steps. Online on PostgreSQL: the column comes with a constant default (no table
+# rewrite), indexes are built and dropped CONCURRENTLY, and the rows move in batches of
+# short transactions, so workers and enqueues go on throughout. The old ready index goes
+# last, once the new ones serve.
 
 from django.db import migrations, models
 
@@ -61,6 +62,10 @@ class Migration(migrations.Migration):
         AddIndexWithoutLocking(
             model_name='jobdbmodel',
             index=models.Index(condition=models.Q(('scheduled', True), ('status', 'new')), fields=['run_after'], name='djap_job_scheduled'),
+        ),
+        AddIndexWithoutLocking(
+            model_name='jobdbmodel',
+            index=models.Index(condition=models.Q(('status', 'not_ready')), fields=['pipeline'], name='djap_job_blocked'),
         ),
         migrations.RunPython(flag_scheduled_rows, keep_rows, elidable=True),
         RemoveIndexWithoutLocking(
