@@ -14,6 +14,7 @@ which keeps no statistics, the rows counted so far (a lower bound, shown as such
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 #: Rows counted exactly per part of a status; past this the part is estimated.
 CAP = 5_000
@@ -73,7 +74,7 @@ def job_counts(alias: str, statuses: tuple[str, ...] = STATUSES) -> JobCounts:
     return JobCounts(dict(sorted(counts.items())), frozenset(estimated), lower_bounds=not postgres)
 
 
-def _planner_rows(cursor, where: str) -> int:
+def _planner_rows(cursor: Any, where: str) -> int:
     """PostgreSQL's estimate of the rows matching `where` (from its statistics)."""
     cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM djap_job WHERE {where}")
     plan = cursor.fetchone()[0]

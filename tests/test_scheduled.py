@@ -18,6 +18,7 @@ from django.utils import timezone
 import djap
 from djap_django.models import JobDBModel
 from djap_django.queue import WorkerInfo, open_queue
+from djap_django.resilience import DbGuard
 from djap_django.services import Stager
 from tests.testapp.jobs import FlakyJob, RecordExecution, RetryOnce
 from tests.testapp.models import Execution
@@ -93,7 +94,7 @@ async def test_two_stagers_at_once_move_every_due_job_exactly_once(settings):
     await _set_run_after([r.pk for r in rows], timezone.now() - dt.timedelta(seconds=1))
     queues = [await _queue(), await _queue()]
     try:
-        stagers = [Stager(q, None) for q in queues]
+        stagers = [Stager(q, DbGuard(q)) for q in queues]
         moved = await asyncio.gather(*(s.run_once() for s in stagers))
     finally:
         for q in queues:

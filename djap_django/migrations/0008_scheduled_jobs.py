@@ -6,6 +6,8 @@
 # short transactions, so workers and enqueues go on throughout. The old ready index goes
 # last, once the new ones serve.
 
+from typing import Any
+
 from django.db import migrations, models
 
 from djap_django.migration_operations import AddIndexWithoutLocking, RemoveIndexWithoutLocking
@@ -14,7 +16,7 @@ from djap_django.migration_operations import AddIndexWithoutLocking, RemoveIndex
 BATCH_IDS = 10_000
 
 
-def flag_scheduled_rows(apps, schema_editor):
+def flag_scheduled_rows(apps: Any, schema_editor: Any) -> None:
     """Set `scheduled` on waiting jobs whose run_after is in the future, by id range."""
     from django.utils import timezone
 
@@ -34,7 +36,7 @@ def flag_scheduled_rows(apps, schema_editor):
             )
 
 
-def keep_rows(apps, schema_editor):
+def keep_rows(apps: Any, schema_editor: Any) -> None:
     """Backwards nothing moves: the rows are `new` throughout, and the column goes next."""
 
 

@@ -322,7 +322,10 @@ class PostgresQueue(PostgresConnections):
     async def jobs_stage(self, limit: int) -> StageReport:
         """Move up to `limit` due scheduled jobs onto the claim path (see _STAGE)."""
         cur = await self._conn.execute(_STAGE, {"limit": limit})
-        staged, next_due_s, _ = await cur.fetchone()
+        row = await cur.fetchone()
+        if row is None:
+            raise RuntimeError("the stage statement returned no row")
+        staged, next_due_s, _ = row
         return StageReport(staged=staged, next_due_s=next_due_s)
 
     async def jobs_held(self, worker_id: int) -> list[int]:

@@ -36,7 +36,7 @@ class Stager(Service):
 
     name = "stage"
 
-    def __init__(self, queue: Queue, guard: DbGuard | None) -> None:
+    def __init__(self, queue: Queue, guard: DbGuard) -> None:
         super().__init__(queue, guard)
         #: Jobs moved so far (tests wait on it).
         self.staged = 0
