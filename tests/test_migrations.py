@@ -36,7 +36,7 @@ def test_0006_swaps_the_indexes_and_back_without_touching_rows():
     assert JobDBModel.objects.get().pk == job.pk
 
 
-MIGRATION_0007 = "djap_django.migrations.0007_scheduled_jobs"
+MIGRATION_0008 = "djap_django.migrations.0008_scheduled_jobs"
 
 
 def _rows() -> dict[int, tuple]:
@@ -49,7 +49,7 @@ def _scheduled_ids() -> set[int]:
     return set(JobDBModel.objects.filter(scheduled=True).values_list("id", flat=True))
 
 
-def test_0007_flags_future_waiting_jobs_and_goes_back_with_every_status_intact(monkeypatch):
+def test_0008_flags_future_waiting_jobs_and_goes_back_with_every_status_intact(monkeypatch):
     now = timezone.now()
     later, earlier = now + dt.timedelta(hours=1), now - dt.timedelta(hours=1)
     rows = {}
@@ -61,24 +61,28 @@ def test_0007_flags_future_waiting_jobs_and_goes_back_with_every_status_intact(m
             rows[row.pk] = (status, run_after)
     future_new = {pk for pk, (st, ra) in rows.items() if st == "new" and ra == later}
 
-    call_command("migrate", "djap_django", "0006", verbosity=0)
+    call_command("migrate", "djap_django", "0007", verbosity=0)
     back = _job_indexes()
     assert "djap_job_ready" in back
-    assert not {"djap_job_due", "djap_job_due_name", "djap_job_scheduled"} & back
+    assert (
+        not {"djap_job_due", "djap_job_due_name", "djap_job_scheduled", "djap_job_blocked"} & back
+    )
     columns = {
         c.name
         for c in connection.introspection.get_table_description(connection.cursor(), "djap_job")
     }
     assert "scheduled" not in columns
-    at_0006 = _rows()
-    assert {pk: r[1] for pk, r in at_0006.items()} == {pk: st for pk, (st, _) in rows.items()}
+    at_0007 = _rows()
+    assert {pk: r[1] for pk, r in at_0007.items()} == {pk: st for pk, (st, _) in rows.items()}
 
     # Small batches, so that the move crosses batch boundaries as it does on a big table.
-    monkeypatch.setattr(importlib.import_module(MIGRATION_0007), "BATCH_IDS", 4)
+    monkeypatch.setattr(importlib.import_module(MIGRATION_0008), "BATCH_IDS", 4)
     call_command("migrate", "djap_django", verbosity=0)
-    assert {"djap_job_due", "djap_job_due_name", "djap_job_scheduled"} <= _job_indexes()
+    assert {"djap_job_due", "djap_job_due_name", "djap_job_scheduled", "djap_job_blocked"} <= (
+        _job_indexes()
+    )
     assert "djap_job_ready" not in _job_indexes()
-    assert _rows() == at_0006  # nothing but the flag changed
+    assert _rows() == at_0007  # nothing but the flag changed
     # Exactly the waiting jobs due later are off the claim path.
     assert _scheduled_ids() == future_new
 
