@@ -33,7 +33,7 @@ class SnapshotReader:
 
     The worker rows are read every time: they are few, and the supervisor judges
     heartbeats from them. Counting reads at most a capped number of rows per status
-    (djap_django.counts), so a count costs milliseconds whatever the backlog; still,
+    (djap_django.counts) instead of the whole table; still,
     counts are refreshed only as often as keeps them under 1/`budget` of the time, and
     counts of finished jobs at most every `full_every_s` seconds. In between, the last
     counts are shown.
