@@ -382,6 +382,8 @@ def run_peer(peer: Peer) -> None:
                 "run": run,
                 "n": N,
                 "ts": time.strftime("%H:%M:%S", time.gmtime()),
+                # How busy the machine was: the 1-minute load average at the run's start.
+                "loadavg": round(os.getloadavg()[0], 1),
             }
             if JOB == "orm":
                 rec["query_ms"] = QUERY_S * 1000

@@ -121,7 +121,9 @@ def job_section(job: str, recs: list[dict[str, Any]]) -> list[str]:
             f"{cell(p95, '{:.1f}')} | {ok} | {size} |"
         )
         meds.setdefault(peer, (median(d1), median(d2), median(s1), median(s2), median(p50)))
-        note = f"- **{label}**: {last['settings']}. Bulk enqueue: {last['bulk_api']}."
+        loads = [r["loadavg"] for r in rs if "loadavg" in r]
+        busy = f" Load average at the runs' start: {cell(loads, '{:.1f}')}." if loads else ""
+        note = f"- **{label}**: {last['settings']}. Bulk enqueue: {last['bulk_api']}.{busy}"
         notes.append(note + (f" Alt enqueue: {alt_label}." if alt_label else ""))
         notes += [f"  - verification problem: {b}" for b in bad]
     out += ["", *ratio_lines(meds), "", "Settings per peer:", "", *notes, ""]
