@@ -149,7 +149,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         + ", ".join(f"{a}={'+'.join(v)}" for a, v in ALIASES.items())
         + "\n\nbenchmarks/peers/README.md says what each peer runs and why.",
     )
-    ap.add_argument("--peers", help="comma-separated peers or aliases (default: all)")
+    ap.add_argument(
+        "--peers", help="comma-separated peers or aliases, PEER:JOB for one job (default: all)"
+    )
     ap.add_argument("--job", default="noop,orm", help="noop, orm or noop,orm (default both)")
     ap.add_argument("--jobs", type=int, help=f"no-op jobs per drain (default {NOOP_JOBS:,})")
     ap.add_argument("--orm-jobs", type=int, help=f"ORM jobs per drain (default {ORM_JOBS:,})")
@@ -204,9 +206,15 @@ def select_peers(arg: str | None, jobs: list[str], baseline: bool) -> list[tuple
         merged = {**PEERS, **BASELINE_PEERS}
         PEERS.clear()
         PEERS.update({name: merged[name] for name in order})
+    only: dict[str, str] = {}  # peer -> the one job it runs ("celery-noresults:orm")
     if arg:
         names: list[str] = []
         for word in (w.strip() for w in arg.split(",") if w.strip()):
+            word, _, job = word.partition(":")
+            if job and job not in JOB_KINDS:
+                raise UsageError(f"unknown job {job!r} in {word}:{job}: choose from noop, orm")
+            if job:
+                only[word] = job
             if word in ALIASES:
                 names += ALIASES[word]
             elif word in PEERS:
@@ -219,7 +227,12 @@ def select_peers(arg: str | None, jobs: list[str], baseline: bool) -> list[tuple
                 raise UsageError(f"unknown peer {word!r}{hint} (see --list)")
     else:
         names = list(PEERS)
-    pairs = [(job, p) for job in jobs for p in dict.fromkeys(names) if job in PEERS[p].jobs]
+    pairs = [
+        (job, p)
+        for job in jobs
+        for p in dict.fromkeys(names)
+        if job in PEERS[p].jobs and only.get(p, job) == job
+    ]
     if not pairs:
         raise UsageError(f"none of the peers {names} runs the job(s) {jobs}")
     return pairs
