@@ -44,16 +44,22 @@ def prune_command(older_than: str, status: str | None, batch_size: int, quiet: b
 
     from djap_django import conf
     from djap_django.maintenance import prune_jobs
-    from djap_django.models import JobDBModel
+    from djap_django.models import JobDBModel, PipelineDBModel
     from djap_django.queue import open_queue
 
     seconds = parse_duration(older_than)
     statuses = parse_statuses(status)
     cutoff = timezone.now() - dt.timedelta(seconds=seconds)
-    total = (
-        JobDBModel.objects.using(conf.database_alias())
+    jobs = JobDBModel.objects.using(conf.database_alias())
+    # What prune_jobs deletes: plain jobs one by one, pipelines only whole once ended.
+    ended = (
+        PipelineDBModel.objects.using(conf.database_alias())
         .filter(status__in=statuses, finished_at__lt=cutoff)
-        .count()
+        .exclude(jobs__status__in=("not_ready", "new", "in_progress"))
+    )
+    total = (
+        jobs.filter(status__in=statuses, finished_at__lt=cutoff, pipeline__isnull=True).count()
+        + jobs.filter(pipeline__in=ended).count()
     )
     console = Console(stderr=True)
 

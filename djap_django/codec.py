@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 import types
 import typing
 from typing import Any
@@ -48,6 +49,16 @@ _ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), allow_
 
 def dumps(data: Any) -> str:
     return _ENCODER.encode(data)
+
+
+#: A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def has_nul(text: str) -> bool:
+    """Does this JSON text hold a NUL character? PostgreSQL's jsonb refuses one."""
+    # The cheap test first: only text that mentions the escape pays for the exact one.
+    return "\\u0000" in text and _JSON_NUL.search(text) is not None
 
 
 @functools.cache

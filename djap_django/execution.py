@@ -77,8 +77,14 @@ def _encode_outputs(job: Any) -> str | None:
     if outputs_cls is None:
         if not isinstance(job.outputs, dict):
             raise DjapError(f"{name}: outputs must be a dict when the job declares no Outputs")
-        return codec.dumps(job.outputs)
-    _, text = codec.encode(name, outputs_cls, job.outputs, what="outputs")
+        text = codec.dumps(job.outputs)
+    else:
+        _, text = codec.encode(name, outputs_cls, job.outputs, what="outputs")
+    if codec.has_nul(text):
+        raise DjapError(
+            f"{name}: outputs hold a NUL character (\\u0000), which PostgreSQL cannot store "
+            "in JSON; remove it, e.g. text.replace('\\x00', '')"
+        )
     return text
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 #: Rows per DELETE.
 BATCH_SIZE = 1000
+#: Pipelines per DELETE (each goes with all its jobs, so far fewer than BATCH_SIZE).
+PIPELINE_BATCH_SIZE = 50
 #: Seconds between two batches: lets other writers take the lock (SQLite) in between.
 BATCH_PAUSE_S = 0.005
 #: The statuses a job can be pruned in: it has finished and nobody will run it again.
@@ -26,7 +28,12 @@ async def prune_jobs(
     batch_size: int = BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> int:
-    """Delete jobs in `statuses` that finished over `older_than_s` ago; returns how many."""
+    """Delete jobs in `statuses` that finished over `older_than_s` ago; returns how many.
+
+    A pipeline's jobs never go one by one: a pipeline that can still run or be resumed
+    keeps every row, and one that ended (its status in `statuses`, nothing of it
+    waiting or running) goes as a whole, its row with all its jobs.
+    """
     bad = sorted(set(statuses) - set(FINISHED))
     if bad:
         raise ValueError(
@@ -39,5 +46,14 @@ async def prune_jobs(
         if on_batch is not None:
             on_batch(deleted)
         if deleted < batch_size:
+            break
+        await asyncio.sleep(BATCH_PAUSE_S)
+    limit = max(1, min(PIPELINE_BATCH_SIZE, batch_size))
+    while True:
+        pipelines, deleted = await queue.pipelines_prune(older_than_s, list(statuses), limit)
+        total += deleted
+        if on_batch is not None and deleted:
+            on_batch(deleted)
+        if pipelines < limit:
             return total
         await asyncio.sleep(BATCH_PAUSE_S)

@@ -107,6 +107,11 @@ def _encode(name: str, inputs_cls: type, item: Any, job_name: str) -> Any:
         _, text = codec.encode(name, inputs_cls, item)
     except InvalidInputsError as exc:
         raise StepError(f"{job_name} set next_job_inputs that do not fit: {exc}") from None
+    if codec.has_nul(text):
+        raise StepError(
+            f"{job_name} set next_job_inputs that hold a NUL character (\\u0000), which "
+            "PostgreSQL cannot store in JSON; remove it, e.g. text.replace('\\x00', '')"
+        )
     return json.loads(text)
 
 

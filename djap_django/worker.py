@@ -177,6 +177,7 @@ class Worker:
             self._write_outcomes,
             batch_size=conf.get("COMPLETION_BATCH"),
             interval_s=conf.get("COMPLETION_FLUSH_INTERVAL"),
+            is_transient=self.queue.is_transient,
         )
         self.completer.start()
         self.queue.listen(on_cancel=self._cancel_running)

@@ -45,6 +45,11 @@ class Outcome:
     next_inputs: Any = None
     has_next_inputs: bool = False
 
+    def __post_init__(self) -> None:
+        # PostgreSQL refuses NUL in text: show it escaped rather than lose the error.
+        if "\x00" in self.error:
+            self.error = self.error.replace("\x00", "\\x00")
+
 
 @dataclass(slots=True)
 class WorkerInfo:
@@ -121,6 +126,9 @@ class Statements(Protocol):
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]: ...
     async def jobs_held(self, worker_id: int) -> list[int]: ...
     async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int: ...
+    async def pipelines_prune(
+        self, older_than_s: float, statuses: list[str], limit: int
+    ) -> tuple[int, int]: ...
 
 
 class Queue(Connection, Statements, Protocol):

@@ -112,6 +112,26 @@ WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s
 """
 
 
+# Jobs first, then their pipeline, all in one statement (the foreign key is checked at
+# its end): a pipeline never loses some of its rows.
+_PIPELINES_PRUNE = """
+WITH p AS (
+    SELECT id FROM djap_pipeline AS p
+    WHERE status = ANY(%(statuses)s::text[])
+      AND finished_at < now() - make_interval(secs => %(age)s)
+      AND NOT EXISTS (SELECT 1 FROM djap_job AS j WHERE j.pipeline_id = p.id
+                      AND j.status IN ('not_ready', 'new', 'in_progress'))
+    ORDER BY id LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), jobs AS (
+    DELETE FROM djap_job WHERE pipeline_id IN (SELECT id FROM p) RETURNING 1
+), gone AS (
+    DELETE FROM djap_pipeline WHERE id IN (SELECT id FROM p) RETURNING 1
+)
+SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM jobs)
+"""
+
+
 def _is_plain_done(o: Outcome) -> bool:
     return o.status == "done" and o.outputs_json is None and not o.error and o.run_after is None
 
@@ -339,17 +359,35 @@ class PostgresQueue(PostgresConnections):
     async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int:
         """Delete up to `limit` jobs in `statuses` that finished over `older_than_s` ago.
 
-        One short statement per batch, so the hot table is never held for long.
+        Jobs of pipelines are left to pipelines_prune: a pipeline goes whole or not at all.
+        One short statement per batch, so the hot table is never held for long; rows a
+        transaction holds are skipped, not waited for.
         """
         cur = await self._conn.execute(
             """DELETE FROM djap_job WHERE id IN (
                    SELECT id FROM djap_job
-                   WHERE status = ANY(%s::text[])
+                   WHERE status = ANY(%s::text[]) AND pipeline_id IS NULL
                      AND finished_at < now() - make_interval(secs => %s)
-                   LIMIT %s)""",
+                   LIMIT %s FOR UPDATE SKIP LOCKED)""",
             (statuses, older_than_s, limit),
         )
         return cur.rowcount
+
+    async def pipelines_prune(
+        self, older_than_s: float, statuses: list[str], limit: int
+    ) -> tuple[int, int]:
+        """Delete up to `limit` ended pipelines with all their jobs: (pipelines, jobs).
+
+        Ended: the pipeline's status is in `statuses`, it ended over `older_than_s` ago,
+        and none of its jobs is waiting or running. A pipeline row being written (a step
+        finishing, a retry resuming it) is locked, and skipped.
+        """
+        cur = await self._conn.execute(
+            _PIPELINES_PRUNE,
+            {"statuses": statuses, "age": older_than_s, "limit": limit},
+        )
+        pipelines, jobs = await cur.fetchone()
+        return pipelines, jobs
 
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
         cur = await self._conn.execute(

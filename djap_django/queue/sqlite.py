@@ -339,6 +339,7 @@ class SQLiteQueue(SQLiteConnection):
     async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int:
         """Delete up to `limit` jobs in `statuses` that finished over `older_than_s` ago.
 
+        Jobs of pipelines are left to pipelines_prune: a pipeline goes whole or not at all.
         One short write transaction per batch, so other writers wait only briefly.
         """
         marks = ",".join("?" * len(statuses))
@@ -347,12 +348,44 @@ class SQLiteQueue(SQLiteConnection):
             return db.execute(
                 f"""DELETE FROM djap_job WHERE id IN (
                         SELECT id FROM djap_job
-                        WHERE status IN ({marks}) AND finished_at < ?
+                        WHERE status IN ({marks}) AND pipeline_id IS NULL AND finished_at < ?
                         LIMIT ?)""",
                 (*statuses, _now(-older_than_s), limit),
             ).rowcount
 
         return await self._call(self._write, prune) if statuses else 0
+
+    async def pipelines_prune(
+        self, older_than_s: float, statuses: list[str], limit: int
+    ) -> tuple[int, int]:
+        """Delete up to `limit` ended pipelines with all their jobs: (pipelines, jobs).
+
+        Ended: the pipeline's status is in `statuses`, it ended over `older_than_s` ago,
+        and none of its jobs is waiting or running. One write transaction.
+        """
+        marks = ",".join("?" * len(statuses))
+
+        def prune(db: sqlite3.Connection) -> tuple[int, int]:
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"""SELECT id FROM djap_pipeline AS p
+                        WHERE status IN ({marks}) AND finished_at < ?
+                          AND NOT EXISTS (SELECT 1 FROM djap_job AS j
+                              WHERE j.pipeline_id = p.id
+                                AND j.status IN ('not_ready', 'new', 'in_progress'))
+                        ORDER BY id LIMIT ?""",
+                    (*statuses, _now(-older_than_s), limit),
+                )
+            ]
+            if not ids:
+                return 0, 0
+            some = ",".join("?" * len(ids))
+            jobs = db.execute(f"DELETE FROM djap_job WHERE pipeline_id IN ({some})", ids)
+            gone = db.execute(f"DELETE FROM djap_pipeline WHERE id IN ({some})", ids)
+            return gone.rowcount, jobs.rowcount
+
+        return await self._call(self._write, prune) if statuses else (0, 0)
 
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
         def status() -> dict[int, str]:

@@ -457,3 +457,37 @@ class StuckInOrm(BaseJob):
                 LANE_GATES["stuck"].wait(60)
 
         await sync_to_async(blocked)()
+
+
+class NulOutputs(BaseJob):
+    """Returns text with a NUL character, as text taken from a PDF often has."""
+
+    async def run(self):
+        self.outputs = {"text": "page one\x00page two"}
+
+
+class NulError(BaseJob):
+    """Raises an error whose message holds a NUL character."""
+
+    async def run(self):
+        raise ValueError("bad byte \x00 in upload")
+
+
+class RecordAndReport(BaseJob):
+    """Records the start and end of each attempt; attempt N works N * `seconds`."""
+
+    max_attempts = 5
+
+    @dataclass
+    class Inputs:
+        key: int
+        seconds: float = 0.0
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        record = sync_to_async(Execution.objects.create)
+        await record(key=self.inputs.key, pid=os.getpid(), env=f"start of attempt {self.attempt}")
+        await asyncio.sleep(self.inputs.seconds * self.attempt)
+        await record(key=self.inputs.key, pid=os.getpid(), env=f"end of attempt {self.attempt}")
+        self.outputs = {"attempt": self.attempt}
