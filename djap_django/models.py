@@ -92,6 +92,11 @@ class JobDBModel(models.Model):
     max_attempts = models.IntegerField(default=1)
     # Times a worker died while running this job; past DJAP MAX_CRASHES it is failed.
     crashes = models.IntegerField(default=0)
+    # Times this row was claimed, never reset: the current claim's token. Every write of
+    # a claim (finish, release) names the token it holds, so a late outcome of an earlier
+    # claim (its worker looked dead, the job was rescued and claimed again) changes nothing.
+    # The database default keeps raw INSERTs and older workers valid.
+    claims = models.IntegerField(default=0, db_default=0)
     priority = models.IntegerField(default=0)
     timeout = models.FloatField(null=True, blank=True)
     run_after = models.DateTimeField(null=True, blank=True)

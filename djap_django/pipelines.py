@@ -239,11 +239,12 @@ def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -
     row = (
         JobDBModel.objects.using(alias)
         .select_for_update()
-        .filter(pk=claimed.id, status=Status.IN_PROGRESS, worker_id=worker_id)
+        .filter(pk=claimed.id, status=Status.IN_PROGRESS, worker_id=worker_id, claims=claimed.claim)
         .first()
     )
     if row is None:
-        # The job was rescued from us (we looked dead); whoever holds it now finishes it.
+        # The job was rescued from us (we looked dead), and perhaps claimed again since:
+        # whoever holds it now, under its own claim, finishes it.
         return None
     status, error, items = outcome.status, outcome.error, []
     pipeline_cls = get_pipeline(pipeline.name) if pipeline is not None else None

@@ -87,18 +87,20 @@ class Worker:
         #: This worker's row id, once registered (0 before: row ids start at 1).
         self.worker_id = 0
         self.state = "running"
-        self._running: dict[int, asyncio.Task] = {}
+        #: Running attempts by (job id, claim token): after a rescue this worker may claim
+        #: a job again while its earlier attempt still runs; both hold a slot till they end.
+        self._running: dict[tuple[int, int], asyncio.Task] = {}
         self._stop = asyncio.Event()
         self._slot_free = asyncio.Event()
         self.lanes: LanePool | None = None
         #: The worker's own ORM work runs here, never on a thread a job may be blocking.
         self._bookkeeping: BookkeepingExecutor | None = None
         #: Jobs whose task was cancelled (shutdown): they go back to the queue.
-        self._interrupted: list[int] = []
-        #: Jobs stopped because they were cancelled (or taken from us): nothing to report.
-        self._cancelled: set[int] = set()
+        self._interrupted: list[tuple[int, int]] = []
+        #: Claims stopped because they were cancelled (or taken from us): nothing to report.
+        self._cancelled: set[tuple[int, int]] = set()
         #: Outcomes handed to the completer but not yet written (see _sweep_lost_claims).
-        self._unflushed: set[int] = set()
+        self._unflushed: set[tuple[int, int]] = set()
         #: A claim failed in an outage: it may have committed without us seeing the rows.
         self._claim_uncertain = False
         self._shutdown_deadline: float | None = None
@@ -225,8 +227,9 @@ class Worker:
             CancelWatch(
                 self.queue,
                 self.db,
+                worker_id=self.worker_id,
                 running=lambda: list(self._running),
-                stop_job=self._cancel_running,
+                stop_claim=self._cancel_claim,
             ),
             Pruner(self.queue, self.db),
         ]
@@ -355,7 +358,9 @@ class Worker:
         goes back to `new`.
         """
         held = await self.db.call("find lost claims", self.queue.jobs_held, self.worker_id)
-        lost = [i for i in held if i not in self._running and i not in self._unflushed]
+        lost = [
+            key for key in held.items() if key not in self._running and key not in self._unflushed
+        ]
         if lost:
             await self.db.call("release", self.queue.jobs_release, self.worker_id, lost)
             logger.warning("put back %d jobs claimed during the outage", len(lost))
@@ -366,12 +371,14 @@ class Worker:
     def _start(self, claimed: ClaimedJob) -> None:
         self.stats.claimed += 1
         task = asyncio.create_task(self._run_one(claimed))
-        self._running[claimed.id] = task
+        self._running[claimed.id, claimed.claim] = task
 
     async def _run_one(self, claimed: ClaimedJob) -> None:
+        key = (claimed.id, claimed.claim)
         try:
             assert self.lanes is not None  # made by run() before any job starts
             outcome = await execute(claimed, self.lanes)
+            outcome.claim = claimed.claim
             if claimed.pipeline_id is not None:
                 # Counted as written: a done step whose results do not fit the next is failed.
                 written = await self._finish_pipeline_step(claimed, outcome)
@@ -381,19 +388,19 @@ class Worker:
                         self.stager.note_due(written.run_after)
             else:
                 self._count(claimed, outcome)
-                self._unflushed.add(claimed.id)
+                self._unflushed.add(key)
                 await self.completer.add(outcome)
         except asyncio.CancelledError:
-            if claimed.id in self._cancelled:
+            if key in self._cancelled:
                 # Cancelled by request: the row already says so; nothing to write back.
-                self._cancelled.discard(claimed.id)
+                self._cancelled.discard(key)
                 self.stats.cancelled += 1
                 logger.info("job %s %s cancelled", claimed.id, claimed.name)
                 return
-            self._interrupted.append(claimed.id)
+            self._interrupted.append(key)
             raise
         finally:
-            self._running.pop(claimed.id, None)
+            self._running.pop(key, None)
             self._slot_free.set()
 
     def _count(self, claimed: ClaimedJob, outcome: Outcome) -> None:
@@ -436,17 +443,22 @@ class Worker:
             give_up_at=self._shutdown_deadline,
         )
         for outcome in outcomes:
-            self._unflushed.discard(outcome.job_id)
+            self._unflushed.discard((outcome.job_id, outcome.claim))
             if outcome.status == "new" and outcome.run_after is not None:
                 self.stager.note_due(outcome.run_after)  # a retry: stage it on time
 
     # -- cancellation ----------------------------------------------------------------
 
     def _cancel_running(self, job_id: int) -> None:
-        """Stop a running job whose row was cancelled (or taken from us)."""
-        task = self._running.get(job_id)
-        if task is not None and not task.done() and job_id not in self._cancelled:
-            self._cancelled.add(job_id)
+        """Stop every attempt of a job whose row was cancelled (a NOTIFY names the id)."""
+        for key in [k for k in self._running if k[0] == job_id]:
+            self._cancel_claim(key)
+
+    def _cancel_claim(self, key: tuple[int, int]) -> None:
+        """Stop one running attempt: its claim was cancelled or taken from us."""
+        task = self._running.get(key)
+        if task is not None and not task.done() and key not in self._cancelled:
+            self._cancelled.add(key)
             task.cancel()
 
     # -- shutdown --------------------------------------------------------------------

@@ -117,3 +117,25 @@ def test_0007_adds_the_connections_column_with_a_database_default_and_back():
             [now, now],
         )
     assert WorkerDBModel.objects.get(host="old").connections == 0
+
+
+def _job_columns() -> set[str]:
+    with connection.cursor() as cursor:
+        return {c.name for c in connection.introspection.get_table_description(cursor, "djap_job")}
+
+
+def test_0008_adds_the_claim_token_with_a_database_default_and_back():
+    job = djap.create_new(JobWithSleep)
+    assert "claims" in _job_columns()
+    call_command("migrate", "djap_django", "0007", verbosity=0)
+    assert "claims" not in _job_columns()
+    with connection.cursor() as cursor:
+        # An INSERT that names no token, as an older djap (or a raw INSERT) writes it.
+        cursor.execute(
+            "INSERT INTO djap_job (name, status, error, attempts, max_attempts, crashes, "
+            "priority, created_at, waiting_for) "
+            "VALUES ('JobWithSleep', 'new', '', 0, 1, 0, 0, CURRENT_TIMESTAMP, 0)"
+        )
+    call_command("migrate", "djap_django", verbosity=0)
+    assert sorted(JobDBModel.objects.values_list("claims", flat=True)) == [0, 0]
+    assert JobDBModel.objects.filter(pk=job.pk).exists()

@@ -50,20 +50,34 @@ async def test_rescue_waits_out_an_outage_then_puts_back_a_dead_workers_jobs():
     assert row.status == "new" and row.worker_id is None
 
 
-async def test_cancel_watch_stops_the_jobs_no_longer_ours():
-    ours = await JobDBModel.objects.acreate(name="JobWithSleep", status="in_progress")
-    cancelled = await JobDBModel.objects.acreate(name="JobWithSleep", status="cancelled")
-    rescued = await JobDBModel.objects.acreate(name="JobWithSleep", status="new")
-    gone = rescued.pk + 1000
-    running = [ours.pk, cancelled.pk, rescued.pk, gone]
-    stopped: list[int] = []
+async def test_cancel_watch_stops_the_attempts_whose_claim_is_no_longer_ours():
+    now = timezone.now()
+    me = await WorkerDBModel.objects.acreate(host="h", pid=1, started_at=now, last_heartbeat=now)
+    other = await WorkerDBModel.objects.acreate(host="h", pid=2, started_at=now, last_heartbeat=now)
+
+    async def job(status: str, worker=None, claims: int = 1) -> int:
+        row = await JobDBModel.objects.acreate(
+            name="JobWithSleep", status=status, worker=worker, claims=claims
+        )
+        return row.pk
+
+    ours = await job("in_progress", me)
+    cancelled = await job("cancelled")
+    rescued = await job("new")
+    elsewhere = await job("in_progress", other)
+    claimed_again = await job("in_progress", me, claims=2)  # we still run claim 1
+    gone = claimed_again + 1000
+    running = [(i, 1) for i in (ours, cancelled, rescued, elsewhere, claimed_again, gone)]
+    stopped: list[tuple[int, int]] = []
     queue, guard = await _open()
     try:
-        watch = CancelWatch(queue, guard, running=lambda: running, stop_job=stopped.append)
-        assert await watch.run_once() == [cancelled.pk, rescued.pk, gone]
+        watch = CancelWatch(
+            queue, guard, worker_id=me.pk, running=lambda: running, stop_claim=stopped.append
+        )
+        assert await watch.run_once() == running[1:]
     finally:
         await queue.close()
-    assert stopped == [cancelled.pk, rescued.pk, gone]
+    assert stopped == running[1:]
 
 
 async def test_heartbeat_writes_its_pulse_and_notices_a_lost_supervisor_once():

@@ -27,9 +27,10 @@ _DUE = """status = 'new' AND NOT scheduled AND (run_after IS NULL OR run_after <
 _CLAIMED = """
 UPDATE djap_job AS j
 SET status = 'in_progress', worker_id = %(worker)s, started_at = now(),
-    attempts = j.attempts + 1
+    attempts = j.attempts + 1, claims = j.claims + 1
 WHERE j.id = ANY(ARRAY({picked}))
-RETURNING j.id, j.name, j.inputs, j.attempts, j.max_attempts, j.timeout, j.pipeline_id
+RETURNING j.id, j.name, j.inputs, j.attempts, j.max_attempts, j.timeout, j.pipeline_id,
+    j.claims
 """
 _CLAIM = _CLAIMED.format(
     picked=f"""
@@ -87,8 +88,9 @@ _CLAIM_EXCLUDE = _CLAIMED.format(
     }"""
 )
 
-# One statement finishes a whole batch. The guard on worker and status means a job
-# that was rescued from us (we looked dead) is never overwritten by our late result.
+# One statement finishes a whole batch. The guard on the claim token (and worker and
+# status) means a job rescued from us (we looked dead), or claimed again since, is never
+# overwritten by a late result of ours.
 _FINISH = """
 UPDATE djap_job AS j
 SET status = u.status, outputs = u.outputs::jsonb, error = u.error,
@@ -98,17 +100,18 @@ SET status = u.status, outputs = u.outputs::jsonb, error = u.error,
     errors = CASE WHEN u.error = '' THEN j.errors ELSE COALESCE(j.errors, '[]'::jsonb)
         || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempts, 'error', u.error, 'at', now())) END
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
-    AS u(id, status, outputs, error, run_after)
-WHERE j.id = u.id AND j.status = 'in_progress' AND j.worker_id = %s
+FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[], %s::text[], %s::timestamptz[])
+    AS u(id, claims, status, outputs, error, run_after)
+WHERE j.id = u.id AND j.claims = u.claims AND j.status = 'in_progress' AND j.worker_id = %s
 """
 
 # _FINISH for outcomes that are `done` with no outputs: what most batches hold.
 _FINISH_DONE = """
-UPDATE djap_job
+UPDATE djap_job AS j
 SET status = 'done', outputs = NULL, error = '', run_after = NULL, worker_id = NULL,
     finished_at = now()
-WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s
+FROM unnest(%s::bigint[], %s::int[]) AS u(id, claims)
+WHERE j.id = u.id AND j.claims = u.claims AND j.status = 'in_progress' AND j.worker_id = %s
 """
 
 
@@ -240,24 +243,23 @@ class PostgresQueue(PostgresConnections):
         return [ClaimedJob(*row) for row in await cur.fetchall()]
 
     async def jobs_finish(self, worker_id: int, outcomes: list[Outcome]) -> None:
-        plain: list[int] = []
+        plain: list[Outcome] = []
         rest: list[Outcome] = []
         for o in outcomes:
-            if _is_plain_done(o):
-                plain.append(o.job_id)
-            else:
-                rest.append(o)
+            (plain if _is_plain_done(o) else rest).append(o)
         if plain:
-            # The common case needs only ids: one array literal built by str.join, where
-            # psycopg would adapt five lists element by element in Python.
-            ids = "{" + ",".join(map(str, plain)) + "}"
-            await self._finish_conn.execute(_FINISH_DONE, (ids, worker_id))
+            # The common case needs only ids and tokens: two array literals built by
+            # str.join, where psycopg would adapt lists element by element in Python.
+            ids = "{" + ",".join([str(o.job_id) for o in plain]) + "}"
+            claims = "{" + ",".join([str(o.claim) for o in plain]) + "}"
+            await self._finish_conn.execute(_FINISH_DONE, (ids, claims, worker_id))
         if not rest:
             return
         await self._finish_conn.execute(
             _FINISH,
             (
                 [o.job_id for o in rest],
+                [o.claim for o in rest],
                 [o.status for o in rest],
                 [o.outputs_json for o in rest],
                 [o.error for o in rest],
@@ -266,12 +268,14 @@ class PostgresQueue(PostgresConnections):
             ),
         )
 
-    async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int:
-        """Put back jobs this worker holds but will not finish (shutdown)."""
+    async def jobs_release(self, worker_id: int, claims: list[tuple[int, int]]) -> int:
+        """Put back jobs this worker holds but will not finish: (job id, claim token) pairs."""
         cur = await self._conn.execute(
-            """UPDATE djap_job SET status = 'new', worker_id = NULL, started_at = NULL
-               WHERE id = ANY(%s::bigint[]) AND status = 'in_progress' AND worker_id = %s""",
-            (job_ids, worker_id),
+            """UPDATE djap_job AS j SET status = 'new', worker_id = NULL, started_at = NULL
+               FROM unnest(%s::bigint[], %s::int[]) AS u(id, claims)
+               WHERE j.id = u.id AND j.claims = u.claims AND j.status = 'in_progress'
+                 AND j.worker_id = %s""",
+            ([c[0] for c in claims], [c[1] for c in claims], worker_id),
         )
         return cur.rowcount
 
@@ -348,13 +352,18 @@ class PostgresQueue(PostgresConnections):
         staged, next_due_s, _ = row
         return StageReport(staged=staged, next_due_s=next_due_s)
 
-    async def jobs_held(self, worker_id: int) -> list[int]:
-        """Jobs the database says this worker runs (to find a claim lost in an outage)."""
+    async def jobs_held(self, worker_id: int) -> dict[int, int]:
+        """The jobs the database says this worker runs: job id -> claim token.
+
+        A task whose (id, token) is not in here is no longer this worker's to run (it was
+        cancelled, or rescued and perhaps claimed again); a row in here that no task runs
+        is a claim lost in an outage.
+        """
         cur = await self._conn.execute(
-            "SELECT id FROM djap_job WHERE status = 'in_progress' AND worker_id = %s",
+            "SELECT id, claims FROM djap_job WHERE status = 'in_progress' AND worker_id = %s",
             (worker_id,),
         )
-        return [r[0] for r in await cur.fetchall()]
+        return dict(await cur.fetchall())
 
     async def jobs_prune(self, older_than_s: float, statuses: list[str], limit: int) -> int:
         """Delete up to `limit` jobs in `statuses` that finished over `older_than_s` ago.

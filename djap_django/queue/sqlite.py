@@ -159,9 +159,10 @@ class SQLiteQueue(SQLiteConnection):
             rows = db.execute(
                 f"""UPDATE djap_job
                     SET status = 'in_progress', worker_id = ?, started_at = ?,
-                        attempts = attempts + 1
+                        attempts = attempts + 1, claims = claims + 1
                     WHERE id IN ({picked})
-                    RETURNING id, name, inputs, attempts, max_attempts, timeout, pipeline_id""",
+                    RETURNING id, name, inputs, attempts, max_attempts, timeout, pipeline_id,
+                        claims""",
                 (worker_id, now, *params),
             ).fetchall()
             return [
@@ -207,7 +208,7 @@ class SQLiteQueue(SQLiteConnection):
                            COALESCE(errors, '[]'), '$[#]',
                            json_object('attempt', attempts, 'error', ?,
                                'at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))) END
-                   WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
+                   WHERE id = ? AND claims = ? AND status = 'in_progress' AND worker_id = ?""",
                 [
                     (
                         o.status,
@@ -222,6 +223,7 @@ class SQLiteQueue(SQLiteConnection):
                         o.error,
                         o.error,
                         o.job_id,
+                        o.claim,
                         worker_id,
                     )
                     for o in outcomes
@@ -230,12 +232,14 @@ class SQLiteQueue(SQLiteConnection):
 
         await self._call(self._write, finish)
 
-    async def jobs_release(self, worker_id: int, job_ids: list[int]) -> int:
+    async def jobs_release(self, worker_id: int, claims: list[tuple[int, int]]) -> int:
+        """Put back jobs this worker holds but will not finish: (job id, claim token) pairs."""
+
         def release(db: sqlite3.Connection) -> int:
             return db.executemany(
                 """UPDATE djap_job SET status = 'new', worker_id = NULL, started_at = NULL
-                   WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
-                [(job_id, worker_id) for job_id in job_ids],
+                   WHERE id = ? AND claims = ? AND status = 'in_progress' AND worker_id = ?""",
+                [(job_id, claim, worker_id) for job_id, claim in claims],
             ).rowcount
 
         return await self._call(self._write, release)
@@ -322,17 +326,21 @@ class SQLiteQueue(SQLiteConnection):
 
         return await self._call(exists)
 
-    async def jobs_held(self, worker_id: int) -> list[int]:
-        """Jobs the database says this worker runs (to find a claim lost in an outage)."""
+    async def jobs_held(self, worker_id: int) -> dict[int, int]:
+        """The jobs the database says this worker runs: job id -> claim token.
 
-        def held() -> list[int]:
-            return [
-                r[0]
-                for r in self._db.execute(
-                    "SELECT id FROM djap_job WHERE status = 'in_progress' AND worker_id = ?",
+        A task whose (id, token) is not in here is no longer this worker's to run; a row
+        in here that no task runs is a claim lost in an outage.
+        """
+
+        def held() -> dict[int, int]:
+            return dict(
+                self._db.execute(
+                    "SELECT id, claims FROM djap_job WHERE status = 'in_progress' "
+                    "AND worker_id = ?",
                     (worker_id,),
-                )
-            ]
+                ).fetchall()
+            )
 
         return await self._call(held)
 

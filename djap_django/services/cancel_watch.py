@@ -1,8 +1,10 @@
-"""The cancel watch: stops running jobs whose row says they are no longer ours to run.
+"""The cancel watch: stops running attempts whose claim is no longer this worker's.
 
-A cancelled job's row says `cancelled`; a job rescued from us while we looked
-dead says `new` (or `failed`). On PostgreSQL a NOTIFY reaches the worker at once
-(queue.listen) and this poll is the fallback; on SQLite it is the only signal.
+A claim is ours while its row is `in_progress` under this worker with the same claim
+token. A cancelled job's row says `cancelled`; a job rescued from us while we looked
+dead says `new`, or is claimed again since (by another worker, or by this one under a
+newer token). On PostgreSQL a NOTIFY reaches the worker at once (queue.listen) and this
+poll is the fallback; on SQLite it is the only signal.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from ..queue import Queue
 from ..resilience import DbGuard
 from .base import Service
 
-#: A running job whose row is in one of these statuses (or gone) is stopped.
-NOT_OURS = ("cancelled", "new", "not_ready")
+#: A running attempt: (job id, claim token).
+Claim = tuple[int, int]
 
 
 class CancelWatch(Service):
@@ -26,23 +28,26 @@ class CancelWatch(Service):
         queue: Queue,
         guard: DbGuard,
         *,
-        running: Callable[[], list[int]],
-        stop_job: Callable[[int], None],
+        worker_id: int,
+        running: Callable[[], list[Claim]],
+        stop_claim: Callable[[Claim], None],
     ) -> None:
         super().__init__(queue, guard)
+        self.worker_id = worker_id
         self.running = running
-        self.stop_job = stop_job
+        self.stop_claim = stop_claim
 
     def interval_s(self) -> float:
         return conf.get("CANCEL_POLL_INTERVAL")
 
-    async def run_once(self) -> list[int]:
-        """Stop the running jobs that were cancelled or taken from us; returns their ids."""
-        ids = self.running()
-        if not ids:
+    async def run_once(self) -> list[Claim]:
+        """Stop the running attempts that are no longer ours; returns their claims."""
+        claims = self.running()
+        if not claims:
             return []
-        statuses = await self.queue.jobs_status(ids)
-        stopped = [i for i in ids if statuses.get(i, "cancelled") in NOT_OURS]
-        for job_id in stopped:
-            self.stop_job(job_id)
+        # Read after the snapshot: every claim in it committed before this query ran.
+        held = await self.queue.jobs_held(self.worker_id)
+        stopped = [(job_id, claim) for job_id, claim in claims if held.get(job_id) != claim]
+        for key in stopped:
+            self.stop_claim(key)
         return stopped
