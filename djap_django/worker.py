@@ -174,6 +174,7 @@ class Worker:
         )
         # Connecting fails fast (a wrong DATABASES entry should say so at once); once
         # connected, a busy database (SQLite's lock) is waited out like any other write.
+        self._info = info
         self.worker_id = await self.db.call("register", self.queue.worker_register, info)
         self.completer = Completer(
             self._write_outcomes,
@@ -218,6 +219,7 @@ class Worker:
             pulse=self._pulse,
             supervisor_pid=self.options.supervisor_pid,
             on_orphaned=self.request_stop,
+            info=self._info,
         )
         self.stager = Stager(self.queue, self.db)
         return [

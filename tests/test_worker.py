@@ -115,8 +115,14 @@ def test_worker_row_is_registered_and_stopped():
     assert connection.vendor in ("sqlite", "postgresql")
 
 
-async def test_jobs_left_under_a_stopped_worker_row_are_put_back():
-    """A worker that wrote `stopped` has exited: anything it still holds is orphaned."""
+async def test_jobs_left_under_a_stopped_worker_row_are_put_back_once_its_heartbeat_is_stale():
+    """A worker that wrote `stopped` has exited: anything it still holds is orphaned.
+
+    Its heartbeat age still counts, as for every row: a row written `stopped` (or `dead`)
+    while its worker lives on must not cost that worker its jobs.
+    """
+    import datetime as dt
+
     from djap_django.models import WorkerDBModel
     from djap_django.queue import open_queue
 
@@ -128,6 +134,10 @@ async def test_jobs_left_under_a_stopped_worker_row_are_put_back():
     queue = open_queue()
     await queue.connect()
     try:
+        assert (await queue.jobs_rescue_stale(3600, 3)).requeued == 0
+        await WorkerDBModel.objects.filter(pk=gone.pk).aupdate(
+            last_heartbeat=now - dt.timedelta(hours=2)
+        )
         report = await queue.jobs_rescue_stale(3600, 3)
     finally:
         await queue.close()

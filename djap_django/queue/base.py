@@ -115,8 +115,15 @@ class Statements(Protocol):
 
     async def worker_register(self, info: WorkerInfo) -> int: ...
     async def worker_heartbeat(
-        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
-    ) -> None: ...
+        self,
+        worker_id: int,
+        *,
+        done: int,
+        failed: int,
+        in_flight: int,
+        state: str,
+        info: WorkerInfo | None = None,
+    ) -> str: ...
     async def workers_prune(self, older_than_s: float) -> int: ...
 
     async def jobs_claim(
@@ -143,6 +150,12 @@ class Queue(Connection, Statements, Protocol):
 #: The error of a waiting pipeline step stopped because its pipeline failed or was
 #: cancelled; resuming the pipeline (retry_job) brings exactly these rows back.
 HALTED = "halted: its pipeline failed or was cancelled; retrying the failed job resumes it"
+#: What a heartbeat found: its row as it left it; its row marked dead (by a rescuer that
+#: judged it silent too long), now taken back; its row gone, now written again; its row
+#: gone and not written again (no WorkerInfo given).
+BEAT, REVIVED, RESTORED, MISSING = "beat", "revived", "restored", "missing"
+#: The host of a placeholder row a rescue writes for jobs whose worker row is gone.
+ORPHAN_HOST = "(row was missing)"
 
 #: The error a rescued job carries when its worker died too often while running it.
 POISON_ERROR = "worker died while running this job {crashes} times in a row (DJAP MAX_CRASHES)"

@@ -7,9 +7,22 @@ connections that postgres_connection.py opens and keeps through outages.
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from .base import (
+    BEAT,
+    MISSING,
+    ORPHAN_HOST,
+    POISON_ERROR,
+    RESTORED,
+    REVIVED,
+    ClaimedJob,
+    Outcome,
+    RescueReport,
+    StageReport,
+    WorkerInfo,
+)
 from .base import NEW_JOBS_CHANNEL as CHANNEL
-from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, StageReport, WorkerInfo
 from .postgres_connection import PostgresConnections, connection_params, first_column
 
 #: `connection_params` stays importable from here (benchmarks and tests use it).
@@ -167,18 +180,73 @@ SELECT counted.n,
 FROM counted
 """
 
+# Rescue the jobs of the given workers, in one statement. With %(stale)s set, a worker is
+# taken only if its heartbeat is still that old when its row is locked here: a heartbeat
+# that lands meanwhile saves it. Job rows some transaction holds (a cancel in an open
+# transaction) are skipped, never waited for; the next rescue takes them.
 _RESCUE = """
-UPDATE djap_job
-SET status = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'failed' ELSE 'new' END,
-    error = CASE WHEN crashes + 1 >= %(max_crashes)s THEN %(poison)s || '' ELSE error END,
-    finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN now() ELSE NULL END,
-    crashes = crashes + 1, worker_id = NULL,
-    errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
-        'attempt', attempts, 'at', now(),
-        'error', 'the worker running this attempt died (worker ' || worker_id || ')'))
-WHERE status = 'in_progress' AND worker_id = ANY(%(workers)s::bigint[])
-RETURNING status
+WITH dead AS (
+    UPDATE djap_worker SET state = 'dead', in_flight = 0
+    WHERE id = ANY(%(workers)s::bigint[])
+      AND (%(stale)s::float8 IS NULL
+           OR last_heartbeat < now() - make_interval(secs => %(stale)s::float8))
+    RETURNING id
+), picked AS (
+    SELECT id FROM djap_job
+    WHERE status = 'in_progress' AND worker_id IN (SELECT id FROM dead)
+    FOR UPDATE SKIP LOCKED
+), jobs AS (
+    UPDATE djap_job AS j
+    SET status = CASE WHEN crashes + 1 >= %(max_crashes)s THEN 'failed' ELSE 'new' END,
+        error = CASE WHEN crashes + 1 >= %(max_crashes)s THEN %(poison)s || '' ELSE error END,
+        finished_at = CASE WHEN crashes + 1 >= %(max_crashes)s THEN now() ELSE NULL END,
+        crashes = crashes + 1, worker_id = NULL,
+        errors = COALESCE(errors, '[]'::jsonb) || jsonb_build_array(jsonb_build_object(
+            'attempt', attempts, 'at', now(),
+            'error', 'the worker running this attempt died (worker ' || worker_id || ')'))
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.status
+)
+SELECT 'job', status FROM jobs UNION ALL SELECT 'worker', NULL FROM dead
 """
+
+# Workers to rescue: silent for `stale` seconds, in any state. A running one died or
+# hangs; a dead or stopped one still holds jobs (it exited without writing them back).
+# Heartbeat age counts for every state: a row marked dead by mistake, whose worker
+# lives on and beats again, keeps its jobs.
+_STALE_WORKERS = """
+SELECT id FROM djap_worker AS w
+WHERE last_heartbeat < now() - make_interval(secs => %(stale)s)
+  AND (state IN ('running', 'draining') OR EXISTS (
+      SELECT 1 FROM djap_job AS j WHERE j.status = 'in_progress' AND j.worker_id = w.id))
+"""
+
+# Jobs held by a worker whose row is gone (deleted by hand): the row has no heartbeat to
+# judge by, so a placeholder row is written with a fresh one. If its worker lives, its
+# next heartbeat takes the row over; if not, the placeholder goes stale and is rescued.
+_ADOPT_ORPHANS = """
+INSERT INTO djap_worker (id, host, pid, "group", include, exclude, concurrency,
+    supervisor_pid, state, started_at, last_heartbeat, jobs_done, jobs_failed, in_flight)
+SELECT DISTINCT j.worker_id, %(host)s, 0, 'default', NULL::jsonb, '[]'::jsonb, 0, NULL::int,
+    'running', now(), now(), 0, 0, 0
+FROM djap_job AS j
+WHERE j.status = 'in_progress' AND j.worker_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM djap_worker AS w WHERE w.id = j.worker_id)
+ON CONFLICT (id) DO NOTHING
+"""
+
+
+def _identity(info: WorkerInfo) -> tuple[Any, ...]:
+    """The worker row's columns that say which process it is, in INSERT order."""
+    return (
+        info.host,
+        info.pid,
+        info.group,
+        None if info.include is None else json.dumps(info.include),
+        json.dumps(info.exclude),
+        info.concurrency,
+        info.supervisor_pid,
+    )
 
 
 class PostgresQueue(PostgresConnections):
@@ -187,7 +255,7 @@ class PostgresQueue(PostgresConnections):
     # -- workers -------------------------------------------------------------------
 
     async def worker_register(self, info: WorkerInfo) -> int:
-        cur = await self._conn.execute(
+        cur = await self._beat_conn.execute(
             """INSERT INTO djap_worker (host, pid, "group", include, exclude, concurrency,
                    supervisor_pid, state, started_at, last_heartbeat, jobs_done, jobs_failed,
                    in_flight, connections)
@@ -207,20 +275,60 @@ class PostgresQueue(PostgresConnections):
         return await first_column(cur)
 
     async def worker_heartbeat(
-        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
-    ) -> None:
-        await self._conn.execute(
-            """UPDATE djap_worker SET last_heartbeat = now(), jobs_done = %s,
+        self,
+        worker_id: int,
+        *,
+        done: int,
+        failed: int,
+        in_flight: int,
+        state: str,
+        info: WorkerInfo | None = None,
+    ) -> str:
+        """Beat; returns BEAT, or REVIVED if the row said dead, or RESTORED if it was gone.
+
+        With `info`, a row that is gone (deleted, pruned) is written again under the same
+        id, and a placeholder a rescuer wrote for it gets this worker's identity back, so
+        the jobs it holds stay its own.
+        """
+        cur = await self._beat_conn.execute(
+            """WITH old AS (SELECT state FROM djap_worker WHERE id = %s)
+               UPDATE djap_worker SET last_heartbeat = now(), jobs_done = %s,
                    jobs_failed = %s, in_flight = %s, state = %s
-               WHERE id = %s""",
-            (done, failed, in_flight, state, worker_id),
+               WHERE id = %s
+               RETURNING (SELECT state FROM old)""",
+            (worker_id, done, failed, in_flight, state, worker_id),
         )
+        row = await cur.fetchone()
+        if row is not None:
+            found = REVIVED if row[0] == "dead" else BEAT
+            if info is not None:
+                await self._beat_conn.execute(
+                    """UPDATE djap_worker SET host = %s, pid = %s, "group" = %s, include = %s,
+                           exclude = %s, concurrency = %s, supervisor_pid = %s
+                       WHERE id = %s AND pid <> %s""",
+                    (*_identity(info), worker_id, info.pid),
+                )
+            return found
+        if info is None:
+            return MISSING
+        await self._beat_conn.execute(
+            """INSERT INTO djap_worker (id, host, pid, "group", include, exclude, concurrency,
+                   supervisor_pid, state, started_at, last_heartbeat, jobs_done, jobs_failed,
+                   in_flight)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now(), now(), %s, %s, %s)
+               ON CONFLICT (id) DO NOTHING""",
+            (worker_id, *_identity(info), state, done, failed, in_flight),
+        )
+        return RESTORED
 
     async def workers_prune(self, older_than_s: float) -> int:
+        """Delete rows of workers long stopped or dead; never one that still holds a job."""
         cur = await self._conn.execute(
-            """DELETE FROM djap_worker
+            """DELETE FROM djap_worker AS w
                WHERE state IN ('stopped', 'dead')
-                 AND last_heartbeat < now() - make_interval(secs => %s)""",
+                 AND last_heartbeat < now() - make_interval(secs => %s)
+                 AND NOT EXISTS (SELECT 1 FROM djap_job AS j
+                                 WHERE j.status = 'in_progress' AND j.worker_id = w.id)""",
             (older_than_s,),
         )
         return cur.rowcount
@@ -279,55 +387,47 @@ class PostgresQueue(PostgresConnections):
         )
         return cur.rowcount
 
-    async def _rescue(self, workers: list[int], max_crashes: int) -> RescueReport:
+    async def _rescue(
+        self, workers: list[int], max_crashes: int, stale_after_s: float | None
+    ) -> RescueReport:
         if not workers:
             return RescueReport()
         # One statement, never BEGIN ... COMMIT: the claim loop shares this connection, and
         # a claim that ran inside an open transaction here would return rows nobody else
         # sees yet; their completions would match nothing and leave them in_progress.
         cur = await self._conn.execute(
-            f"""WITH jobs AS ({_RESCUE}), dead AS (
-                    UPDATE djap_worker SET state = 'dead', in_flight = 0
-                    WHERE id = ANY(%(workers)s::bigint[]))
-                SELECT status FROM jobs""",
+            _RESCUE,
             {
                 "workers": workers,
+                "stale": stale_after_s,
                 "max_crashes": max_crashes,
                 "poison": POISON_ERROR.format(crashes=max_crashes),
             },
         )
-        statuses = [r[0] for r in await cur.fetchall()]
+        rows = await cur.fetchall()
+        statuses = [status for kind, status in rows if kind == "job"]
         if statuses:
             await self._conn.execute(f"NOTIFY {CHANNEL}")
         return RescueReport(
             requeued=statuses.count("new"),
             failed=statuses.count("failed"),
-            dead_workers=len(workers),
+            dead_workers=len(rows) - len(statuses),
         )
 
     async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport:
         """Put back the jobs of workers whose heartbeat is older than `stale_after_s`.
 
-        Also catches jobs whose worker row is gone altogether.
+        Jobs whose worker row is gone get a placeholder row first (see _ADOPT_ORPHANS), and
+        are rescued once that has been silent for `stale_after_s` too.
         """
-        cur = await self._conn.execute(
-            """SELECT id FROM djap_worker
-               WHERE state IN ('running', 'draining')
-                 AND last_heartbeat < now() - make_interval(secs => %s)""",
-            (stale_after_s,),
-        )
-        stale = [r[0] for r in await cur.fetchall()]
-        cur = await self._conn.execute(
-            """SELECT DISTINCT j.worker_id FROM djap_job j
-               LEFT JOIN djap_worker w ON w.id = j.worker_id
-               WHERE j.status = 'in_progress'
-                 AND (w.id IS NULL OR w.state IN ('dead', 'stopped'))"""
-        )
-        orphaned = [r[0] for r in await cur.fetchall() if r[0] is not None]
-        return await self._rescue(sorted(set(stale) | set(orphaned)), max_crashes)
+        await self._conn.execute(_ADOPT_ORPHANS, {"host": ORPHAN_HOST})
+        cur = await self._conn.execute(_STALE_WORKERS, {"stale": stale_after_s})
+        stale = sorted(r[0] for r in await cur.fetchall())
+        return await self._rescue(stale, max_crashes, stale_after_s)
 
     async def jobs_rescue_worker(self, worker_id: int, max_crashes: int) -> RescueReport:
-        return await self._rescue([worker_id], max_crashes)
+        """Put back the jobs of a worker known to be dead (its process was reaped)."""
+        return await self._rescue([worker_id], max_crashes, None)
 
     async def jobs_runnable_exists(self, include: list[str] | None, exclude: list[str]) -> bool:
         names = "AND name <> ALL(%(exclude)s::text[])"

@@ -10,7 +10,19 @@ import json
 import sqlite3
 from typing import Any
 
-from .base import POISON_ERROR, ClaimedJob, Outcome, RescueReport, StageReport, WorkerInfo
+from .base import (
+    BEAT,
+    MISSING,
+    ORPHAN_HOST,
+    POISON_ERROR,
+    RESTORED,
+    REVIVED,
+    ClaimedJob,
+    Outcome,
+    RescueReport,
+    StageReport,
+    WorkerInfo,
+)
 from .sqlite_connection import SQLiteConnection
 
 
@@ -82,6 +94,19 @@ def _seconds_until(stored: str) -> float:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
+def _identity(info: WorkerInfo) -> tuple[Any, ...]:
+    """The worker row's columns that say which process it is, in INSERT order."""
+    return (
+        info.host,
+        info.pid,
+        info.group,
+        None if info.include is None else json.dumps(info.include),
+        json.dumps(info.exclude),
+        info.concurrency,
+        info.supervisor_pid,
+    )
+
+
 class SQLiteQueue(SQLiteConnection):
     """The queue contract on SQLite (plumbing inherited from SQLiteConnection)."""
 
@@ -115,21 +140,60 @@ class SQLiteQueue(SQLiteConnection):
         return await self._call(self._write, register)
 
     async def worker_heartbeat(
-        self, worker_id: int, *, done: int, failed: int, in_flight: int, state: str
-    ) -> None:
-        def beat(db: sqlite3.Connection) -> None:
+        self,
+        worker_id: int,
+        *,
+        done: int,
+        failed: int,
+        in_flight: int,
+        state: str,
+        info: WorkerInfo | None = None,
+    ) -> str:
+        """Beat; returns BEAT, or REVIVED if the row said dead, or RESTORED if it was gone.
+
+        With `info`, a row that is gone is written again under the same id, and a
+        placeholder a rescuer wrote for it gets this worker's identity back.
+        """
+
+        def beat(db: sqlite3.Connection) -> str:
+            now = _now()
+            old = db.execute("SELECT state FROM djap_worker WHERE id = ?", (worker_id,)).fetchone()
+            if old is None:
+                if info is None:
+                    return MISSING
+                db.execute(
+                    """INSERT INTO djap_worker (id, host, pid, "group", include, exclude,
+                           concurrency, supervisor_pid, state, started_at, last_heartbeat,
+                           jobs_done, jobs_failed, in_flight)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (worker_id, *_identity(info), state, now, now, done, failed, in_flight),
+                )
+                return RESTORED
             db.execute(
                 """UPDATE djap_worker SET last_heartbeat = ?, jobs_done = ?, jobs_failed = ?,
                        in_flight = ?, state = ? WHERE id = ?""",
-                (_now(), done, failed, in_flight, state, worker_id),
+                (now, done, failed, in_flight, state, worker_id),
             )
+            if info is not None:
+                db.execute(
+                    """UPDATE djap_worker SET host = ?, pid = ?, "group" = ?, include = ?,
+                           exclude = ?, concurrency = ?, supervisor_pid = ?
+                       WHERE id = ? AND pid <> ?""",
+                    (*_identity(info), worker_id, info.pid),
+                )
+            return REVIVED if old[0] == "dead" else BEAT
 
-        await self._call(self._write, beat)
+        return await self._call(self._write, beat)
 
     async def workers_prune(self, older_than_s: float) -> int:
+        """Delete rows of workers long stopped or dead; never one that still holds a job."""
+
         def prune(db: sqlite3.Connection) -> int:
             return db.execute(
-                "DELETE FROM djap_worker WHERE state IN ('stopped', 'dead') AND last_heartbeat < ?",
+                """DELETE FROM djap_worker
+                   WHERE state IN ('stopped', 'dead') AND last_heartbeat < ?
+                     AND NOT EXISTS (SELECT 1 FROM djap_job AS j
+                         WHERE j.status = 'in_progress' AND j.worker_id = djap_worker.id)""",
                 (_now(-older_than_s),),
             ).rowcount
 
@@ -284,25 +348,39 @@ class SQLiteQueue(SQLiteConnection):
         )
 
     async def jobs_rescue_stale(self, stale_after_s: float, max_crashes: int) -> RescueReport:
+        """Put back the jobs of workers whose heartbeat is older than `stale_after_s`.
+
+        Any state counts: a dead or stopped row that still holds jobs is rescued once it
+        has been silent that long too, so a row marked dead by mistake whose worker beats
+        again keeps its jobs. Jobs whose worker row is gone get a placeholder row with a
+        fresh heartbeat: a live worker takes it over at its next beat; a dead one's
+        placeholder goes stale and is rescued.
+        """
+
         def rescue(db: sqlite3.Connection) -> RescueReport:
+            now = _now()
+            db.execute(
+                """INSERT INTO djap_worker (id, host, pid, "group", include, exclude,
+                       concurrency, supervisor_pid, state, started_at, last_heartbeat,
+                       jobs_done, jobs_failed, in_flight)
+                   SELECT DISTINCT j.worker_id, ?, 0, 'default', NULL, '[]', 0, NULL,
+                       'running', ?, ?, 0, 0, 0
+                   FROM djap_job AS j
+                   WHERE j.status = 'in_progress' AND j.worker_id IS NOT NULL
+                     AND NOT EXISTS (SELECT 1 FROM djap_worker AS w WHERE w.id = j.worker_id)""",
+                (ORPHAN_HOST, now, now),
+            )
             stale = [
                 r[0]
                 for r in db.execute(
-                    "SELECT id FROM djap_worker WHERE state IN ('running', 'draining') "
-                    "AND last_heartbeat < ?",
+                    """SELECT id FROM djap_worker AS w WHERE last_heartbeat < ?
+                       AND (state IN ('running', 'draining') OR EXISTS (
+                           SELECT 1 FROM djap_job AS j
+                           WHERE j.status = 'in_progress' AND j.worker_id = w.id))""",
                     (_now(-stale_after_s),),
                 )
             ]
-            orphaned = [
-                r[0]
-                for r in db.execute(
-                    """SELECT DISTINCT j.worker_id FROM djap_job j
-                       LEFT JOIN djap_worker w ON w.id = j.worker_id
-                       WHERE j.status = 'in_progress' AND j.worker_id IS NOT NULL
-                         AND (w.id IS NULL OR w.state IN ('dead', 'stopped'))"""
-                )
-            ]
-            return self._rescue(db, sorted(set(stale) | set(orphaned)), max_crashes)
+            return self._rescue(db, sorted(stale), max_crashes)
 
         return await self._call(self._write, rescue)
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import conf
-from ..queue import Queue
+from ..queue import Queue, WorkerInfo
+from ..queue.base import RESTORED, REVIVED
 from ..resilience import DbGuard
 from .base import Service
 
@@ -45,9 +46,12 @@ class Heartbeat(Service):
         pulse: Callable[[], Pulse],
         supervisor_pid: int | None = None,
         on_orphaned: Callable[[], None] | None = None,
+        info: WorkerInfo | None = None,
     ) -> None:
         super().__init__(queue, guard)
         self.worker_id = worker_id
+        #: Who this worker is: lets a beat write the row again if it is gone.
+        self.info = info
         self.pulse = pulse
         self.supervisor_pid = supervisor_pid
         self.on_orphaned = on_orphaned
@@ -63,15 +67,33 @@ class Heartbeat(Service):
         self.guard.note_ok()
         return pulse
 
-    async def beat(self, pulse: Pulse) -> None:
-        """Write one heartbeat (also the last one, `stopped`, at shutdown)."""
-        await self.queue.worker_heartbeat(
+    async def beat(self, pulse: Pulse) -> str:
+        """Write one heartbeat (also the last one, `stopped`, at shutdown); what it found.
+
+        A row marked dead (a rescuer judged this worker silent too long) is taken back,
+        and a row that is gone (deleted by hand) is written again, both under the same id:
+        the jobs this worker still holds stay its own. Jobs a rescuer took meanwhile are
+        no longer ours; the cancel watch stops them here (their claim token changed).
+        """
+        found = await self.queue.worker_heartbeat(
             self.worker_id,
             done=pulse.done,
             failed=pulse.failed,
             in_flight=0 if pulse.state == "stopped" else pulse.in_flight,
             state=pulse.state,
+            info=self.info,
         )
+        if found == REVIVED:
+            logger.warning(
+                "worker %s: its row was marked dead (a heartbeat came late?); taking it "
+                "back; jobs rescued from it meanwhile are stopped here",
+                self.worker_id,
+            )
+        elif found == RESTORED:
+            logger.warning(
+                "worker %s: its row was gone (deleted by hand?); wrote it again", self.worker_id
+            )
+        return found
 
     def _check_supervisor(self) -> None:
         sup = self.supervisor_pid
