@@ -43,7 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_POLL_MIN": 0.005,
     "SQLITE_POLL_MAX": 0.1,
     # Seconds a SQLite write waits for another process's lock before it backs off and retries.
-    "SQLITE_BUSY_TIMEOUT": 30.0,
+    # Less than STALE_AFTER - HEARTBEAT_INTERVAL (a system check says so): a heartbeat that
+    # waits this long must not make its worker look dead.
+    "SQLITE_BUSY_TIMEOUT": 20.0,
     # Completions are written in batches of up to this many, at least this often (seconds).
     "COMPLETION_BATCH": 500,
     "COMPLETION_FLUSH_INTERVAL": 0.005,

@@ -61,7 +61,11 @@ class Problem:
 
 
 def problems(user: Any, defaults: Mapping[str, Any], databases: Iterable[str]) -> list[Problem]:
-    """Everything wrong with the DJAP dict `user` (None: not set), most basic first."""
+    """Everything wrong with the DJAP dict `user` (None: not set), most basic first.
+
+    `databases` is settings.DATABASES (or just its aliases: then no check looks at
+    which database the queue is on).
+    """
     if user is None:
         return []
     if not isinstance(user, dict):
@@ -78,6 +82,8 @@ def problems(user: Any, defaults: Mapping[str, Any], databases: Iterable[str]) -
             found.append(Problem(problem, "djap.E003"))
     if not found:
         found += [Problem(p, "djap.E005") for p in _check_together(user, defaults)]
+    if not found and isinstance(databases, Mapping):
+        found += [Problem(p, "djap.E006") for p in _check_sqlite_timing(user, defaults, databases)]
     databases = list(databases)
     for key in ("DATABASE", "LISTEN_DATABASE"):
         if not found and user.get(key) is not None and user[key] not in databases:
@@ -116,6 +122,34 @@ def _check_together(user: dict[str, Any], defaults: Mapping[str, Any]) -> list[s
                 f"(finished jobs only), not {list(statuses)!r}"
             )
     return found
+
+
+def _check_sqlite_timing(
+    user: dict[str, Any], defaults: Mapping[str, Any], databases: Mapping[str, Any]
+) -> list[str]:
+    """On SQLite a heartbeat may wait SQLITE_BUSY_TIMEOUT for the write lock.
+
+    A worker that waits that long, one HEARTBEAT_INTERVAL after its last beat, must
+    still not look dead: otherwise the first worker through the lock rescues the
+    others, whose jobs are still running, and every one of them runs twice.
+    """
+    value = {key: user.get(key, default) for key, default in defaults.items()}
+    database = databases.get(value["DATABASE"]) or {}
+    if "sqlite" not in str(database.get("ENGINE", "")):
+        return []
+    stale, busy, beat = (
+        value["STALE_AFTER"],
+        value["SQLITE_BUSY_TIMEOUT"],
+        value["HEARTBEAT_INTERVAL"],
+    )
+    if stale > busy + beat:
+        return []
+    return [
+        f"DJAP['STALE_AFTER'] ({stale!r}) must be greater than DJAP['SQLITE_BUSY_TIMEOUT'] "
+        f"({busy!r}) plus DJAP['HEARTBEAT_INTERVAL'] ({beat!r}) on SQLite: a heartbeat "
+        "waiting for the lock would make a live worker look dead and its jobs run twice; "
+        f"lower SQLITE_BUSY_TIMEOUT (e.g. {max(0.0, stale - 2 * beat):g}) or raise STALE_AFTER"
+    ]
 
 
 def _check_value(key: str, value: Any) -> str | None:

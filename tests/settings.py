@@ -70,10 +70,16 @@ else:
         }
     }
 
+_HEARTBEAT = float(os.environ.get("DJAP_TEST_HEARTBEAT", "0.5"))
+_STALE_AFTER = float(os.environ.get("DJAP_TEST_STALE_AFTER", "5"))
 DJAP = {
-    "HEARTBEAT_INTERVAL": float(os.environ.get("DJAP_TEST_HEARTBEAT", "0.5")),
-    "STALE_AFTER": float(os.environ.get("DJAP_TEST_STALE_AFTER", "5")),
+    "HEARTBEAT_INTERVAL": _HEARTBEAT,
+    "STALE_AFTER": _STALE_AFTER,
     "POLL_INTERVAL": 0.2,
+    # A heartbeat waiting for SQLite's lock must not make a live worker look dead.
+    "SQLITE_BUSY_TIMEOUT": float(
+        os.environ.get("DJAP_TEST_BUSY_TIMEOUT", max(0.05, (_STALE_AFTER - _HEARTBEAT) / 2))
+    ),
 }
 
 # Django's Tasks API served by djap (django.tasks on Django 6, the backport on 5.2).

@@ -7,8 +7,8 @@ from tests.settings import DJAP
 
 DJAP = {
     **DJAP,
-    # Tiny: SQLite lock contention then shows up as "database is locked" errors.
-    "SQLITE_BUSY_TIMEOUT": float(os.environ.get("DJAP_TEST_BUSY_TIMEOUT", "30")),
+    # DJAP_TEST_BUSY_TIMEOUT (tests.settings) tiny: SQLite lock contention then shows up
+    # as "database is locked" errors.
     # Huge: on PostgreSQL only the NOTIFY can then deliver a cancel.
     "CANCEL_POLL_INTERVAL": float(os.environ.get("DJAP_TEST_CANCEL_POLL", "0.5")),
 }

@@ -61,6 +61,19 @@ def test_values_impossible_together_name_both_keys():
     assert "SQLITE_POLL_MIN" in found
 
 
+def test_on_sqlite_stale_after_must_outlast_a_heartbeat_waiting_for_the_lock():
+    from django.db import connection
+
+    found = problems(STALE_AFTER=10.0, HEARTBEAT_INTERVAL=2.0, SQLITE_BUSY_TIMEOUT=30.0)
+    if connection.vendor != "sqlite":
+        assert found == [], "PostgreSQL has no busy timeout to outlast"
+        return
+    (found,) = found
+    assert found.startswith("DJAP['STALE_AFTER'] (10.0) must be greater than")
+    assert "SQLITE_BUSY_TIMEOUT" in found and "HEARTBEAT_INTERVAL" in found
+    assert problems(STALE_AFTER=10.0, HEARTBEAT_INTERVAL=2.0, SQLITE_BUSY_TIMEOUT=7.0) == []
+
+
 def test_djap_work_refuses_to_start_with_a_bad_setting(subprocess_env, tmp_path):
     (tmp_path / "bad_settings.py").write_text(
         "from tests.settings import *  # noqa\nDJAP = {**DJAP, 'MAX_ATEMPTS': 3}\n"
