@@ -83,6 +83,21 @@ def _constant_fields() -> tuple[Any, ...]:
     return tuple(fields)
 
 
+def _db_constants() -> dict[str, Any]:
+    """attname -> value of the columns whose database default is a constant."""
+    from django.db.models import Expression, Value
+
+    constants = {}
+    for f in JobDBModel._meta.concrete_fields:
+        if f.has_db_default():
+            value = f.db_default
+            if isinstance(value, Value):
+                constants[f.attname] = value.value
+            elif not isinstance(value, Expression):
+                constants[f.attname] = value
+    return constants
+
+
 def _defaults(fields: Iterable[Any], now: dt.datetime) -> list[Any]:
     """Python values of the constant columns for one row (fresh, for mutable defaults)."""
     values: list[Any] = []
@@ -298,6 +313,8 @@ def _instances(
     attnames = [f.attname for f in JobDBModel._meta.concrete_fields]
     base = dict.fromkeys(attnames)
     base.update(zip((f.attname for f in fields), _defaults(fields, now), strict=True))
+    # Columns the database fills (a constant db_default) hold that constant in the row.
+    base.update(_db_constants())
     # Callable defaults (errors=list) must not be shared between rows.
     fresh = [(f.attname, f.get_default) for f in fields if f.has_default() and callable(f.default)]
     pk_name = JobDBModel._meta.pk.attname
