@@ -1,6 +1,6 @@
 """The connection budget: how many database connections a worker process opens at most.
 
-A worker opens its queue connections (PostgreSQL: claims and heartbeats, completions,
+A worker opens its queue connections (PostgreSQL: claims, heartbeats, completions,
 LISTEN; SQLite: one), one bookkeeping connection for its own ORM work (pipeline
 finishes), and one per database lane that runs a job (lanes open theirs on first use
 and keep them). A lane given up while its thread is stuck keeps its connection until
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from django.db import connections
 
-#: The PostgreSQL queue's own connections: claims + heartbeats, completions, LISTEN.
-PG_QUEUE_CONNECTIONS = 3
+#: The PostgreSQL queue's own connections: claims, heartbeats, completions, LISTEN.
+PG_QUEUE_CONNECTIONS = 4
 #: SQLite's queue runs on one connection in its own thread.
 SQLITE_QUEUE_CONNECTIONS = 1
 #: The worker's bookkeeping thread (pipeline finishes, burst checks) has one ORM connection.

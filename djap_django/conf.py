@@ -16,7 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "CONCURRENCY": 100,
     # Database lanes per worker process: threads, each with its own ORM connection, that
     # run sync job bodies and the ORM calls of async ones (docs/workers.md). procs x
-    # (lanes + 4) is what a host's workers open at most.
+    # (lanes + 5) is what a host's workers open at most.
     "DB_LANES": 8,
     # Attempts a job gets before it is failed (class option `max_attempts` overrides).
     "MAX_ATTEMPTS": 1,

@@ -18,7 +18,7 @@ from tests.testapp.jobs import SyncLaneWhere
 pg_only = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="a server's connection limit is PostgreSQL's"
 )
-QUEUE = 3 if connection.vendor == "postgresql" else 1
+QUEUE = 4 if connection.vendor == "postgresql" else 1
 
 
 def test_a_worker_budget_is_queue_plus_bookkeeping_plus_the_lanes_it_can_use():
@@ -74,8 +74,8 @@ def test_supervise_warns_before_starting_more_than_the_server_allows(procs):
     )
     wait_until(lambda: "lower --procs or --lanes" in procs.log(sup), message="the warning")
     assert (
-        "djap supervise: warning: its workers may open 5004 database connections (1 x 5004 "
-        "database connections at most (3 queue + 1 bookkeeping + 5000 lanes)), and"
+        "djap supervise: warning: its workers may open 5005 database connections (1 x 5005 "
+        "database connections at most (4 queue + 1 bookkeeping + 5000 lanes)), and"
     ) in procs.log(sup)
     # The warning comes first; the workers start anyway (lanes connect only when used).
     wait_until(lambda: WorkerDBModel.objects.filter(state="running").exists(), timeout=60)

@@ -32,7 +32,12 @@ async def test_rescue_waits_out_an_outage_then_puts_back_a_dead_workers_jobs():
     queue, guard = await _open()
     try:
         with override_settings(
-            DJAP={**settings.DJAP, "HEARTBEAT_INTERVAL": 0.05, "STALE_AFTER": 0.1}
+            DJAP={
+                **settings.DJAP,
+                "HEARTBEAT_INTERVAL": 0.05,
+                "STALE_AFTER": 0.1,
+                "SQLITE_BUSY_TIMEOUT": 0.01,
+            }
         ):
             guard.note_error("test", OSError("the database went away"))
             # Right after an outage every heartbeat looks stale: the pass is skipped.

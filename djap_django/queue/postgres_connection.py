@@ -45,11 +45,12 @@ _DJANGO_ONLY_PARAMS = (
 # long enough for JIT to pay off, so it is off on these connections.
 _PLANNER_SETTINGS = "SET enable_bitmapscan = off; SET enable_sort = off; SET jit = off"
 
-# The claim connection (claims, heartbeats, rescues) commits without waiting for the WAL
-# flush. Delivery stays at-least-once: if the server crashes before the flush, a claim is
-# undone and the job is claimed again, as if rescued from a dead worker. Nothing is lost
-# either: the job's own commits, and the completer's (on its own, synchronous connection),
-# flush the WAL up to and including the claim. This takes a disk flush off every pickup.
+# The claim and heartbeat connections (claims, rescues, heartbeats) commit without
+# waiting for the WAL flush. Delivery stays at-least-once: if the server crashes before
+# the flush, a claim is undone and the job is claimed again, as if rescued from a dead
+# worker. Nothing is lost either: the job's own commits, and the completer's (on its own,
+# synchronous connection), flush the WAL up to and including the claim. This takes a
+# disk flush off every pickup.
 _CLAIM_SETTINGS = "SET synchronous_commit = off"
 
 
@@ -70,7 +71,8 @@ async def first_column(cur: psycopg.AsyncCursor[Any]) -> Any:
 
 
 class PostgresConnections:
-    """Three autocommit connections: claims (and other short statements), finishes, LISTEN."""
+    """Four autocommit connections: claims (and other short statements), finishes,
+    heartbeats, LISTEN."""
 
     def __init__(self, django_connection: Any) -> None:
         from django.db import connections
@@ -93,7 +95,7 @@ class PostgresConnections:
             else self.params
         )
         self._connections: dict[str, psycopg.AsyncConnection[Any] | None] = dict.fromkeys(
-            ("_conn", "_finish_conn"), None
+            ("_conn", "_finish_conn", "_beat_conn"), None
         )
         self._listen_conn: psycopg.AsyncConnection[Any] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -110,6 +112,12 @@ class PostgresConnections:
     @property
     def _finish_conn(self) -> psycopg.AsyncConnection[Any]:
         return self._opened("_finish_conn")
+
+    # Heartbeats only: a statement that waits on row locks (a release, a prune, a rescue)
+    # on another connection must never hold up the beat that keeps this worker alive.
+    @property
+    def _beat_conn(self) -> psycopg.AsyncConnection[Any]:
+        return self._opened("_beat_conn")
 
     def _opened(self, attr: str) -> psycopg.AsyncConnection[Any]:
         conn = self._connections[attr]
@@ -131,6 +139,7 @@ class PostgresConnections:
     async def connect(self) -> None:
         self._connections["_conn"] = await self._open(claims=True)
         self._connections["_finish_conn"] = await self._open()
+        self._connections["_beat_conn"] = await self._open(claims=True)
 
     # -- outages -------------------------------------------------------------------
 
@@ -146,7 +155,7 @@ class PostgresConnections:
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await conn.close()
-                self._connections[attr] = await self._open(claims=attr == "_conn")
+                self._connections[attr] = await self._open(claims=attr != "_finish_conn")
 
     async def close(self) -> None:
         if self._listener is not None:
