@@ -40,6 +40,9 @@ class Child:
     draining: bool = False
     #: Monotonic time after which a draining child is SIGKILLed.
     kill_at: float | None = None
+    #: kill_at was set because the row said stopped or dead (not a drain): a row that
+    #: says running again (the worker took it back) clears it.
+    kill_for_farewell: bool = False
     #: The newest worker row id seen before this child started: its own row is newer.
     min_row_id: int = 0
     rss: int = 0

@@ -64,9 +64,27 @@ class Restarts:
             child.row = row if row is not None and row.id > child.min_row_id else None
             if child.row is not None:
                 child.worker_id = child.row.id
-                if child.row.state in ("stopped", "dead") and child.kill_at is None:
-                    # It said goodbye and is exiting; if it lingers, it is killed.
-                    child.kill_at = now + STOP_MARGIN_S
+                if child.row.state in ("stopped", "dead"):
+                    if child.kill_at is None:
+                        # It said goodbye and is exiting; if it lingers, it is killed.
+                        child.kill_at = now + STOP_MARGIN_S
+                        child.kill_for_farewell = True
+                        if child.row.state == "dead":
+                            # Not its own goodbye: a rescuer judged it silent. Say so.
+                            self.events(
+                                f"{child.slot.name} pid {child.pid}: its row says dead; "
+                                f"killed unless it exits or beats again within "
+                                f"{STOP_MARGIN_S:g}s",
+                                logging.INFO,
+                            )
+                elif child.kill_for_farewell:
+                    # The row said dead by mistake (a rescuer judged the worker silent),
+                    # and the worker, alive, took it back: it is not exiting after all.
+                    child.kill_at, child.kill_for_farewell = None, False
+                    self.events(
+                        f"{child.slot.name} pid {child.pid} is running again; not killed",
+                        logging.INFO,
+                    )
         if code is None and not zombie and rows is None:
             return  # the worker table could not be read: judge only exits this tick
         sample = Sample(
