@@ -491,3 +491,29 @@ class RecordAndReport(BaseJob):
         await asyncio.sleep(self.inputs.seconds * self.attempt)
         await record(key=self.inputs.key, pid=os.getpid(), env=f"end of attempt {self.attempt}")
         self.outputs = {"attempt": self.attempt}
+
+
+class ChaosRecord(BaseJob):
+    """The soak's job (scripts/chaos): records the start and the end of every attempt.
+
+    Each record says which attempt, in which process, at what time; from them the soak
+    tells every second run apart and checks that each has a cause it injected.
+    """
+
+    max_attempts = 5
+
+    @dataclass
+    class Inputs:
+        key: int
+        seconds: float = 0.0
+
+    async def run(self):
+        from tests.testapp.models import Execution
+
+        # Off the ORM's one shared thread: the records of many attempts overlap.
+        record = sync_to_async(Execution.objects.create, thread_sensitive=False)
+        await record(
+            key=self.inputs.key, pid=os.getpid(), env=f"start {self.attempt} {time.time()}"
+        )
+        await asyncio.sleep(self.inputs.seconds)
+        await record(key=self.inputs.key, pid=os.getpid(), env=f"end {self.attempt} {time.time()}")
