@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "djap_chaos"
 #: Seconds a worker may be silent before it counts as dead (short, so rescues come soon).
-STALE_AFTER_S = 3.0
+STALE_AFTER_S = 5.0
 HEARTBEAT_S = 0.5
 #: A SIGSTOP this long is shorter than STALE_AFTER (no rescue), or longer (a rescue).
 SHORT_STOP_S = 1.0
@@ -318,6 +318,17 @@ class Attempt:
     ended: bool = False
 
 
+#: Supervisor log lines for the workers it SIGKILLed itself (hung, or slow to stop).
+_SUPERVISOR_KILL = re.compile(r"pid (\d+) (?:hung|did not stop in time)")
+
+
+def supervisor_kills(log_path: str) -> set[int]:
+    """The pids the supervisor killed: a SIGSTOP past STALE_AFTER ends that way, and so
+    does a worker starved of CPU for that long on a loaded machine."""
+    text = Path(log_path).read_text(errors="replace")
+    return {int(pid) for pid in _SUPERVISOR_KILL.findall(text)}
+
+
 def verify(args, faults: Faults) -> tuple[dict[str, int], list[str]]:
     """The counts, and what is wrong (empty when every check passes)."""
     from django.db import connection
@@ -353,7 +364,8 @@ def verify(args, faults: Faults) -> tuple[dict[str, int], list[str]]:
             problems.append(f"job {key} is {status}")
         elif status == "failed" and not reasons.get(key):
             problems.append(f"job {key} failed without a reason")
-    second_runs = by_kill = by_restart = 0
+    by_supervisor = supervisor_kills(args.log)
+    second_runs = by_kill = by_supervisor_kill = by_restart = 0
     for key, runs in attempts.items():
         for number in sorted(runs):
             if number == 1:
@@ -365,6 +377,8 @@ def verify(args, faults: Faults) -> tuple[dict[str, int], list[str]]:
                 by_restart += 1
             elif before.pid in faults.killed or before.pid in faults.stopped:
                 by_kill += 1
+            elif before.pid in by_supervisor:
+                by_supervisor_kill += 1
             elif not before.ended and any(
                 abs(before.started - t) < RESTART_WINDOW_S for t in faults.restarts
             ):
@@ -372,7 +386,7 @@ def verify(args, faults: Faults) -> tuple[dict[str, int], list[str]]:
             else:
                 problems.append(
                     f"job {key}: attempt {number} ran after attempt {number - 1} in pid "
-                    f"{before.pid}, which was neither killed nor stopped past STALE_AFTER"
+                    f"{before.pid}, which nobody killed or stopped past STALE_AFTER"
                     + (" (that attempt had finished its body)" if before.ended else "")
                 )
     pipelines = collections.Counter(PipelineDBModel.objects.values_list("status", flat=True))
@@ -395,14 +409,16 @@ def verify(args, faults: Faults) -> tuple[dict[str, int], list[str]]:
         "executions": sum(len(r) for r in attempts.values()),
         "second runs": second_runs,
         "  after a SIGKILL or SIGSTOP of their worker": by_kill,
+        "  after the supervisor killed their worker (hung)": by_supervisor_kill,
         "  after the PostgreSQL restart broke their attempt": by_restart,
-        "  unexplained": second_runs - by_kill - by_restart,
+        "  unexplained": second_runs - by_kill - by_supervisor_kill - by_restart,
         "pipelines": args.pipelines,
         "  done": pipelines.get("done", 0),
         "  failed": pipelines.get("failed", 0),
         "  pruned whole": args.pipelines - sum(pipelines.values()),
         "joins run (all with every branch)": sum(joins.values()),
         "SIGKILLs": faults.kills,
+        "workers the supervisor found hung and killed": len(by_supervisor),
         f"SIGSTOPs < STALE_AFTER ({SHORT_STOP_S:g} s)": faults.short_stops,
         f"SIGSTOPs > STALE_AFTER ({LONG_STOP_S:g} s)": faults.long_stops,
         "PostgreSQL restarts": len(faults.restarts),
