@@ -26,7 +26,7 @@ from asgiref.sync import sync_to_async
 
 from . import conf, registry
 from .budget import worker_budget
-from .completer import Completer
+from .completer import REFUSED_TRIES, Completer, refused_outcome
 from .execution import execute
 from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
@@ -425,14 +425,29 @@ class Worker:
         # crash between "this step done" and "next step ready" cannot happen.
         from .pipelines import finish_step
 
-        return await self.db.call_django(
-            "finish pipeline step",
-            sync_to_async(finish_step, thread_sensitive=True),
-            self.worker_id,
-            claimed,
-            outcome,
-            stop=None,
-        )
+        finish = sync_to_async(finish_step, thread_sensitive=True)
+        tries, rewritten = 0, False
+        while True:
+            try:
+                return await self.db.call_django(
+                    "finish pipeline step", finish, self.worker_id, claimed, outcome, stop=None
+                )
+            except Exception as exc:
+                # The database refused the step's outcome (outages are retried inside):
+                # try again a few times (a refusal may pass), then once as a failure that
+                # names the refusal, as the completer does for plain jobs.
+                tries += 1
+                if tries < REFUSED_TRIES:
+                    await asyncio.sleep(0.1 * 2**tries)
+                    continue
+                if rewritten:
+                    # Even the failure is refused: put the row back (the claim sweep
+                    # releases it) rather than leave it in_progress under a live worker.
+                    logger.error("job %s: the database refuses its outcome: %s", claimed.id, exc)
+                    self._claim_uncertain = True
+                    return None
+                outcome, rewritten = refused_outcome(outcome, exc), True
+                logger.error("job %s: %s", claimed.id, outcome.error.splitlines()[0])
 
     async def _write_outcomes(self, outcomes: list[Outcome]) -> None:
         # Through an outage the outcomes wait here (the completer applies backpressure);

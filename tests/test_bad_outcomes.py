@@ -76,3 +76,16 @@ def test_an_outcome_in_the_backoff_sleep_at_shutdown_is_still_written(caplog):
         asyncio.run(scenario())
     wait_until(lambda: JobDBModel.objects.get(pk=row.pk).status != "in_progress", timeout=5)
     assert JobDBModel.objects.get(pk=row.pk).status in ("done", "failed")
+
+
+def test_a_pipeline_step_whose_outcome_is_refused_fails_with_the_reason_and_ends_its_pipeline():
+    from djap_django.models import PipelineDBModel
+    from tests.testapp.pipelines import ChainOfThree
+
+    pipeline = ChainOfThree.trigger({"text": "abc"})
+    first = JobDBModel.objects.get(pipeline=pipeline, pipeline_step=0)
+    with refuse_finishing([first.pk]):
+        run_jobs(1)
+    first.refresh_from_db()
+    assert first.status == "failed" and REFUSAL in first.error
+    assert PipelineDBModel.objects.get(pk=pipeline.pk).status == "failed"
