@@ -101,6 +101,9 @@ class Worker:
         self._cancelled: set[tuple[int, int]] = set()
         #: Outcomes handed to the completer but not yet written (see _sweep_lost_claims).
         self._unflushed: set[tuple[int, int]] = set()
+        #: Attempts past their body, writing their outcome: their row may already say
+        #: done or failed, which the cancel watch must not take for "no longer ours".
+        self._finishing: set[tuple[int, int]] = set()
         #: A claim failed in an outage: it may have committed without us seeing the rows.
         self._claim_uncertain = False
         self._shutdown_deadline: float | None = None
@@ -230,7 +233,7 @@ class Worker:
                 self.queue,
                 self.db,
                 worker_id=self.worker_id,
-                running=lambda: list(self._running),
+                running=lambda: [k for k in self._running if k not in self._finishing],
                 stop_claim=self._cancel_claim,
             ),
             Pruner(self.queue, self.db),
@@ -381,6 +384,7 @@ class Worker:
             assert self.lanes is not None  # made by run() before any job starts
             outcome = await execute(claimed, self.lanes)
             outcome.claim = claimed.claim
+            self._finishing.add(key)
             if claimed.pipeline_id is not None:
                 # Counted as written: a done step whose results do not fit the next is failed.
                 written = await self._finish_pipeline_step(claimed, outcome)
@@ -403,6 +407,7 @@ class Worker:
             raise
         finally:
             self._running.pop(key, None)
+            self._finishing.discard(key)
             self._slot_free.set()
 
     def _count(self, claimed: ClaimedJob, outcome: Outcome) -> None:
