@@ -124,10 +124,10 @@ def _job_columns() -> set[str]:
         return {c.name for c in connection.introspection.get_table_description(cursor, "djap_job")}
 
 
-def test_0008_adds_the_claim_token_with_a_database_default_and_back():
+def test_0009_adds_the_claim_token_with_a_database_default_and_back():
     job = djap.create_new(JobWithSleep)
     assert "claims" in _job_columns()
-    call_command("migrate", "djap_django", "0007", verbosity=0)
+    call_command("migrate", "djap_django", "0008", verbosity=0)
     assert "claims" not in _job_columns()
     with connection.cursor() as cursor:
         # An INSERT that names no token, as an older djap (or a raw INSERT) writes it.

@@ -16,7 +16,7 @@ def short_lock_wait(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("djap_django", "0007_worker_connections"),
+        ("djap_django", "0008_scheduled_jobs"),
     ]
 
     operations = [
