@@ -2,6 +2,8 @@
 # is a catalogue change on PostgreSQL 11+ (no table rewrite) and on SQLite, so workers
 # keep running while it is applied; old workers simply never read or bump it.
 
+from typing import Any
+
 from django.db import migrations, models
 
 #: How long the ALTER may wait for its lock (ms). Waiting longer would queue every claim
@@ -9,7 +11,7 @@ from django.db import migrations, models
 LOCK_TIMEOUT_MS = 5000
 
 
-def short_lock_wait(apps, schema_editor):
+def short_lock_wait(apps: Any, schema_editor: Any) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
 

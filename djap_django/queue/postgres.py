@@ -495,7 +495,10 @@ class PostgresQueue(PostgresConnections):
             _PIPELINES_PRUNE,
             {"statuses": statuses, "age": older_than_s, "limit": limit},
         )
-        pipelines, jobs = await cur.fetchone()
+        row = await cur.fetchone()
+        if row is None:
+            raise RuntimeError("the pipeline prune returned no row")
+        pipelines, jobs = row
         return pipelines, jobs
 
     async def jobs_status(self, job_ids: list[int]) -> dict[int, str]:
