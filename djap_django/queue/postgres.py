@@ -124,7 +124,8 @@ UPDATE djap_job AS j
 SET status = 'done', outputs = NULL, error = '', run_after = NULL, worker_id = NULL,
     finished_at = now()
 FROM unnest(%s::bigint[], %s::int[]) AS u(id, claims)
-WHERE j.id = u.id AND j.claims = u.claims AND j.status = 'in_progress' AND j.worker_id = %s
+WHERE j.id = ANY(%s::bigint[]) AND j.id = u.id AND j.claims = u.claims
+  AND j.status = 'in_progress' AND j.worker_id = %s
 """
 
 
@@ -360,7 +361,8 @@ class PostgresQueue(PostgresConnections):
             # str.join, where psycopg would adapt lists element by element in Python.
             ids = "{" + ",".join([str(o.job_id) for o in plain]) + "}"
             claims = "{" + ",".join([str(o.claim) for o in plain]) + "}"
-            await self._finish_conn.execute(_FINISH_DONE, (ids, claims, worker_id))
+            # `id = ANY(ids)` too: the primary key finds the rows, whatever the join plan.
+            await self._finish_conn.execute(_FINISH_DONE, (ids, claims, ids, worker_id))
         if not rest:
             return
         await self._finish_conn.execute(
