@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .index_terms import NOT_SCHEDULED, SCHEDULED
+
 #: Rows counted exactly per part of a status; past this the part is estimated.
 CAP = 5_000
 
@@ -24,8 +26,8 @@ CAP = 5_000
 _PARTS: dict[str, tuple[tuple[str, str], ...]] = {
     "not_ready": (("djap_job_blocked", "status = 'not_ready'"),),
     "new": (
-        ("djap_job_due_name", "NOT scheduled AND status = 'new'"),
-        ("djap_job_scheduled", "scheduled AND status = 'new'"),
+        ("djap_job_due_name", "{not_scheduled} AND status = 'new'"),
+        ("djap_job_scheduled", "{scheduled} AND status = 'new'"),
     ),
     "in_progress": (("djap_job_running", "status = 'in_progress'"),),
     "done": (("djap_job_finished", "status = 'done' AND finished_at IS NOT NULL"),),
@@ -55,7 +57,11 @@ def job_counts(alias: str, statuses: tuple[str, ...] = STATUSES) -> JobCounts:
     estimated: set[tuple[str, str]] = set()
     with connection.cursor() as cursor:
         for status in statuses:
-            for index, where in _PARTS[status]:
+            for index, terms in _PARTS[status]:
+                where = terms.format(
+                    not_scheduled=NOT_SCHEDULED[connection.vendor],
+                    scheduled=SCHEDULED[connection.vendor],
+                )
                 hint = "" if postgres else f" INDEXED BY {index}"
                 cursor.execute(
                     f"SELECT name, count(*) FROM (SELECT name FROM djap_job{hint}"
@@ -94,7 +100,7 @@ def due_names(alias: str) -> list[str]:
 
     connection = connections[alias]
     hint = "" if connection.vendor == "postgresql" else " INDEXED BY djap_job_due_name"
-    due = "NOT scheduled AND status = 'new'"
+    due = f"{NOT_SCHEDULED[connection.vendor]} AND status = 'new'"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""WITH RECURSIVE n(name) AS (

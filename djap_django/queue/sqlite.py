@@ -10,6 +10,7 @@ import json
 import sqlite3
 from typing import Any
 
+from ..index_terms import NOT_SCHEDULED, SCHEDULED
 from .base import (
     BEAT,
     MISSING,
@@ -50,7 +51,8 @@ def _names_filter(include: list[str] | None, exclude: list[str]) -> tuple[str, l
 
 # A row the claim may take now: the partial indexes' own terms, word for word, so that
 # SQLite can use them, and the run_after test for rows other paths wrote.
-_DUE = "status = 'new' AND NOT scheduled AND (run_after IS NULL OR run_after <= ?)"
+_DUE = f"status = 'new' AND {NOT_SCHEDULED['sqlite']} AND (run_after IS NULL OR run_after <= ?)"
+_SCHEDULED = SCHEDULED["sqlite"]
 
 
 def _due_names(db: sqlite3.Connection, now: str) -> list[str]:
@@ -245,15 +247,15 @@ class SQLiteQueue(SQLiteConnection):
         def stage(db: sqlite3.Connection) -> StageReport:
             now = _now()
             staged = db.execute(
-                """UPDATE djap_job SET scheduled = 0 WHERE id IN (
+                f"""UPDATE djap_job SET scheduled = 0 WHERE id IN (
                        SELECT id FROM djap_job INDEXED BY djap_job_scheduled
-                       WHERE scheduled AND status = 'new' AND run_after <= ?
+                       WHERE {_SCHEDULED} AND status = 'new' AND run_after <= ?
                        ORDER BY run_after LIMIT ?)""",
                 (now, limit),
             ).rowcount
             (next_due,) = db.execute(
-                """SELECT min(run_after) FROM djap_job INDEXED BY djap_job_scheduled
-                   WHERE scheduled AND status = 'new' AND run_after > ?""",
+                f"""SELECT min(run_after) FROM djap_job INDEXED BY djap_job_scheduled
+                   WHERE {_SCHEDULED} AND status = 'new' AND run_after > ?""",
                 (now,),
             ).fetchone()
             if staged:
@@ -396,7 +398,7 @@ class SQLiteQueue(SQLiteConnection):
             row = self._db.execute(
                 f"""SELECT EXISTS (SELECT 1 FROM djap_job WHERE {_DUE} {names_sql})
                         OR EXISTS (SELECT 1 FROM djap_job INDEXED BY djap_job_scheduled
-                                   WHERE scheduled AND status = 'new' AND run_after <= ?
+                                   WHERE {_SCHEDULED} AND status = 'new' AND run_after <= ?
                                    {names_sql})""",
                 (now, *names, now, *names),
             ).fetchone()
