@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from . import bulk, codec, conf, registry
+from . import bulk, codec, conf, options, registry
 from .exceptions import (
     InvalidJobOptionError,
     JobDefinitionError,
@@ -39,6 +39,9 @@ class BaseJob:
     timeout: ClassVar[float | None] = None
     #: Higher runs first.
     priority: ClassVar[int] = 0
+    #: Inputs fields whose values make the job's unique key when `create()` names none:
+    #: while a job with the same values waits or runs, enqueueing returns that one.
+    unique_fields: ClassVar[tuple[str, ...]] = ()
     #: Set `abstract = True` on a base class that should not be registered itself.
     abstract: ClassVar[bool] = True
 
@@ -51,6 +54,7 @@ class BaseJob:
             )
         if not cls.__dict__.get("abstract", False):
             cls.abstract = False
+            options.check_class(cls)
             registry.register(cls)
 
     def __init__(
@@ -59,13 +63,20 @@ class BaseJob:
         *,
         priority: int | None = None,
         run_after: dt.datetime | dt.timedelta | float | None = None,
+        unique_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> None:
+        name = type(self).__name__
         self.inputs = inputs
         self.outputs: Any = None
         #: In a pipeline: the next step's inputs (a list fans out into branches).
         self.next_job_inputs: Any = None
-        self.priority_override = _check_priority(type(self).__name__, priority)
-        self.run_after = _check_run_after(type(self).__name__, run_after)
+        self.priority_override = _check_priority(name, priority)
+        self.run_after = _check_run_after(name, run_after)
+        self.unique_key = options.check_unique_key(name, unique_key)
+        self.max_attempts_override = options.check_max_attempts(name, max_attempts)
+        self.timeout_override = options.check_timeout(name, timeout)
         #: Set by the worker: the row's id and which attempt this is (1-based).
         self.id: int | None = None
         self.attempt = 0
@@ -81,9 +92,24 @@ class BaseJob:
         *,
         priority: int | None = None,
         run_after: dt.datetime | dt.timedelta | float | None = None,
+        unique_key: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
     ) -> BaseJob:
-        """An unsaved job; pass it to `create_new` or `bulk_create_new`."""
-        return cls(inputs, priority=priority, run_after=run_after)
+        """An unsaved job; pass it to `create_new` or `bulk_create_new`.
+
+        `unique_key`: while a job of this class with that key waits or runs, enqueueing
+        returns it instead of writing another. `max_attempts` and `timeout` (seconds)
+        override the class options for this job only.
+        """
+        return cls(
+            inputs,
+            priority=priority,
+            run_after=run_after,
+            unique_key=unique_key,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
 
     if TYPE_CHECKING:
         # For type checkers: `async def run` and a plain `def run` are both overrides.
@@ -172,6 +198,7 @@ def build_row(job_or_class: Any, **extra: Any) -> JobDBModel:
         scheduled=row.run_after is not None and row.run_after > timezone.now(),
         max_attempts=row.max_attempts,
         timeout=row.timeout,
+        unique_key=row.unique_key,
         **extra,
     )
 
@@ -203,14 +230,22 @@ def new_row(job_or_class: Any, defaults: tuple[int, float | None] | None = None)
     cls = type(job)
     max_attempts, timeout = defaults or (conf.get("MAX_ATTEMPTS"), conf.get("TIMEOUT"))
     inputs, inputs_json = _inputs_and_json(job)  # raises the same errors as create_new
+    unique_key = job.unique_key
+    if unique_key is None and cls.unique_fields:
+        unique_key = options.key_from_inputs(cls, inputs)
+    if job.timeout_override is not None:
+        timeout = job.timeout_override
+    elif cls.timeout is not None:
+        timeout = cls.timeout
     return bulk.NewRow(
         name=cls.__name__,
         inputs_json=inputs_json,
         inputs=inputs,
         priority=job.priority_override if job.priority_override is not None else cls.priority,
-        max_attempts=cls.max_attempts or max_attempts,
-        timeout=cls.timeout if cls.timeout is not None else timeout,
+        max_attempts=job.max_attempts_override or cls.max_attempts or max_attempts,
+        timeout=timeout,
         run_after=_run_after(job.run_after),
+        unique_key=unique_key,
     )
 
 

@@ -72,3 +72,31 @@ class RemoveIndexWithoutLocking(migrations.RemoveIndex):
         if self.allow_migrate_model(schema_editor.connection.alias, model):
             index = to_state.models[app_label, self.model_name_lower].get_index_by_name(self.name)
             schema_editor.add_index(model, index, **_concurrently(schema_editor))
+
+
+class AddConstraintWithoutLocking(migrations.AddConstraint):
+    """AddConstraint for a partial UniqueConstraint (a unique index), built CONCURRENTLY
+    on PostgreSQL, where a plain build would block every enqueue and claim meanwhile."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if schema_editor.connection.vendor != "postgresql":
+            schema_editor.add_constraint(model, self.constraint)
+            return
+        sql = str(self.constraint.create_sql(model, schema_editor))
+        prefix = "CREATE UNIQUE INDEX "
+        if not sql.startswith(prefix):
+            raise ValueError(f"{self.constraint.name}: expected a unique index, got {sql!r}")
+        schema_editor.execute(prefix + "CONCURRENTLY " + sql[len(prefix) :])
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+        model = to_state.apps.get_model(app_label, self.model_name)
+        if not self.allow_migrate_model(schema_editor.connection.alias, model):
+            return
+        if schema_editor.connection.vendor != "postgresql":
+            schema_editor.remove_constraint(model, self.constraint)
+            return
+        name = schema_editor.quote_name(self.constraint.name)
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")

@@ -8,6 +8,11 @@ from django.db.models import Q
 
 from .queue import in_transaction
 
+#: Statuses a job never leaves (except by an explicit retry).
+ENDED_STATUSES = ("done", "failed", "cancelled")
+#: Longest `unique_key` accepted, in characters.
+UNIQUE_KEY_MAX_LENGTH = 200
+
 
 class PipelineDBModel(models.Model):
     """One run of a Pipeline: its status is kept current as its jobs finish."""
@@ -134,6 +139,9 @@ class JobDBModel(models.Model):
     parent_id = models.BigIntegerField(null=True, blank=True)
     # A join step waits until this counter of unfinished branches reaches zero.
     waiting_for = models.IntegerField(default=0)
+    # `create(unique_key=...)`: while a job of this name and key has not ended, enqueueing
+    # the same pair returns it (djap_job_unique decides, in the database).
+    unique_key = models.CharField(max_length=UNIQUE_KEY_MAX_LENGTH, null=True, blank=True)
 
     class Meta:
         db_table = "djap_job"
@@ -182,6 +190,15 @@ class JobDBModel(models.Model):
                 fields=["parent_id"], name="djap_job_parent", condition=Q(parent_id__isnull=False)
             ),
         ]
+        constraints = [
+            # One live job per (name, unique_key): the ended statuses are listed, not the
+            # live ones, so a waiting state added later is covered without a migration.
+            models.UniqueConstraint(
+                fields=["name", "unique_key"],
+                name="djap_job_unique",
+                condition=Q(unique_key__isnull=False) & ~Q(status__in=ENDED_STATUSES),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} #{self.pk} ({self.status})"
@@ -204,6 +221,29 @@ class JobDBModel(models.Model):
     async def acancel(self) -> bool:
         """Async twin of cancel."""
         return await sync_to_async(self.cancel)()
+
+
+class PeriodicScheduleDBModel(models.Model):
+    """One periodic job class: when it is next due and when it last ran.
+
+    Every worker checks the due rows; the one whose conditional UPDATE moves
+    `next_run_at` on enqueues the tick, in the same transaction (djap_django.periodic).
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    #: The class's schedule as text ("every 30s", "cron 0 3 * * * UTC"): a changed
+    #: schedule restarts the row's timing on the next deploy.
+    schedule = models.CharField(max_length=200)
+    next_run_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_job_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        db_table = "djap_periodic"
+        verbose_name = "periodic schedule"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.schedule})"
 
 
 class QueueOverview(JobDBModel):

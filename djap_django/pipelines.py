@@ -28,7 +28,7 @@ from .exceptions import (
     PipelineTriggerError,
 )
 from .jobs import BaseJob, build_row, notify_new_jobs
-from .models import JobDBModel, PipelineDBModel
+from .models import ENDED_STATUSES, JobDBModel, PipelineDBModel
 from .pipeline_flow import Step, StepError
 from .queue import in_transaction
 from .queue.base import ClaimedJob, Outcome
@@ -336,11 +336,30 @@ def retry_job(job_id: int) -> JobDBModel:
                 f"job {job_id} ({row.name}) is {row.status}; only failed or cancelled jobs "
                 "can be retried"
             )
+        _check_key_free(alias, row)
         woke = _retry_row(alias, row, pipeline)
         if woke:
             notify_new_jobs(alias)
     row.refresh_from_db(using=alias)
     return row
+
+
+def _check_key_free(alias: str, row: JobDBModel) -> None:
+    """A retried row takes its unique_key back: refuse while another job holds it."""
+    if row.unique_key is None:
+        return
+    holder = (
+        JobDBModel.objects.using(alias)
+        .filter(name=row.name, unique_key=row.unique_key)
+        .exclude(status__in=ENDED_STATUSES)
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if holder is not None:
+        raise JobNotRetryableError(
+            f"job {holder} has unique_key {row.unique_key!r} and has not ended; job {row.pk} "
+            f"({row.name}) can be retried once it has, or cancel it first"
+        )
 
 
 def _retry_row(alias: str, row: JobDBModel, pipeline: PipelineDBModel | None) -> bool:

@@ -139,3 +139,24 @@ def test_0009_adds_the_claim_token_with_a_database_default_and_back():
     call_command("migrate", "djap_django", verbosity=0)
     assert sorted(JobDBModel.objects.values_list("claims", flat=True)) == [0, 0]
     assert JobDBModel.objects.filter(pk=job.pk).exists()
+
+
+def _unique_index_exists() -> bool:
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "djap_job")
+    return "djap_job_unique" in constraints
+
+
+def test_0008_adds_the_unique_index_and_periodic_table_and_takes_them_back():
+    job = djap.create_new(JobWithSleep.create(unique_key="k"))
+    assert _unique_index_exists() and "djap_periodic" in connection.introspection.table_names()
+    call_command("migrate", "djap_django", "0007", verbosity=0)
+    assert not _unique_index_exists()
+    assert "djap_periodic" not in connection.introspection.table_names()
+    call_command("migrate", "djap_django", verbosity=0)
+    assert _unique_index_exists()
+    # The row is kept; its key went with the column.
+    assert JobDBModel.objects.get().pk == job.pk and JobDBModel.objects.get().unique_key is None
+    # The index is there for real: a second live row with a key is refused by it.
+    again = djap.create_new(JobWithSleep.create(unique_key="k"))
+    assert djap.create_new(JobWithSleep.create(unique_key="k")).pk == again.pk

@@ -517,3 +517,7 @@ class ChaosRecord(BaseJob):
         )
         await asyncio.sleep(self.inputs.seconds)
         await record(key=self.inputs.key, pid=os.getpid(), env=f"end {self.attempt} {time.time()}")
+
+
+# The flow-control tests' jobs live in their own module, registered with these.
+from tests.testapp import flow_jobs  # noqa: E402, F401
