@@ -25,7 +25,9 @@ _EXPORTS = {
     "acancel_pipeline": "djap_django.pipelines",
     "run_num_jobs": "djap_django.worker",
     "Retry": "djap_django.exceptions",
+    "Snooze": "djap_django.exceptions",
     "cancel": "djap_django.control",
+    "inline": "djap_django.inline",
     "acancel": "djap_django.control",
 }
 
@@ -34,6 +36,7 @@ __all__ = [
     "Join",
     "Pipeline",
     "Retry",
+    "Snooze",
     "abulk_create_new",
     "acancel_pipeline",
     "acancel",
@@ -43,13 +46,15 @@ __all__ = [
     "cancel_pipeline",
     "cancel",
     "create_new",
+    "inline",
     "retry_job",
     "run_num_jobs",
 ]
 
 if TYPE_CHECKING:
     from djap_django.control import acancel, cancel
-    from djap_django.exceptions import Retry
+    from djap_django.exceptions import Retry, Snooze
+    from djap_django.inline import inline
     from djap_django.jobs import (
         BaseJob,
         abulk_create_new,

@@ -15,6 +15,7 @@ from djap_django.exceptions import (
     PipelineDefinitionError,
     PipelineTriggerError,
     Retry,
+    Snooze,
     UnexpectedInputsError,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "PipelineDefinitionError",
     "PipelineTriggerError",
     "Retry",
+    "Snooze",
     "UnexpectedInputsError",
 ]

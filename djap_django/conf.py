@@ -69,6 +69,8 @@ DEFAULTS: dict[str, Any] = {
     "PRUNE_STATUSES": ("done", "failed", "cancelled"),
     # ...every this many seconds.
     "PRUNE_INTERVAL": 600.0,
+    # Tests: enqueued jobs run at once in the caller's process after commit (flow-control.md).
+    "INLINE": False,
 }
 
 

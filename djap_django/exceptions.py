@@ -74,3 +74,20 @@ class Retry(Exception):  # noqa: N818 - raised by jobs, reads as `raise Retry(af
         #: Seconds to wait before the next attempt; None = the usual backoff.
         self.after = after
         self.reason = reason
+
+
+class Snooze(Exception):  # noqa: N818 - raised by jobs, reads as `raise Snooze(after=60)`
+    """Raise from `run` to put the job back for `after` seconds without spending an attempt.
+
+    For "not yet" rather than "failed": the resource is busy, the data is not there yet.
+    The job's attempts count is unchanged and no error is recorded.
+    """
+
+    def __init__(self, after: float | timedelta) -> None:
+        if isinstance(after, timedelta):
+            after = after.total_seconds()
+        if isinstance(after, bool) or not isinstance(after, int | float) or after < 0:
+            raise TypeError(f"Snooze(after=...) takes seconds >= 0 or a timedelta, not {after!r}")
+        super().__init__(f"snoozed for {after:g} s")
+        #: Seconds until the job may run again.
+        self.after = float(after)

@@ -14,11 +14,17 @@ import random
 import traceback
 from typing import Any
 
+from asgiref.sync import sync_to_async
+
 from . import codec, conf, registry
-from .exceptions import DjapError, Retry
+from .exceptions import DjapError, Retry, Snooze
 from .lanes import JobLaneExecutor, LanePool, run_on_lane, thread_sensitive_on, tidy_connections
 from .logs import bind_job
-from .queue.base import ClaimedJob, Outcome
+from .queue.base import SNOOZED, ClaimedJob, Outcome
+
+#: Passed as `lanes` by inline mode (inline_runner.py): the job runs in the thread of the
+#: enclosing async_to_sync call (the test's own), on its connection and transaction.
+INLINE_SYNC: Any = object()
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -100,12 +106,19 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
 
     timeout = claimed.timeout
     is_async = inspect.iscoroutinefunction(job.run)
+    inline = lanes is INLINE_SYNC
     # A sync body waits for a lane before its clock starts: waiting is not running.
-    lane = None if is_async else await lanes.acquire()
-    job_lane = JobLaneExecutor(lanes) if is_async else None
+    lane = None if is_async or inline else await lanes.acquire()
+    job_lane = JobLaneExecutor(lanes) if is_async and not inline else None
     try:
         async with asyncio.timeout(timeout) as deadline:
-            if job_lane is not None:
+            if inline:
+                # Inline mode: sync_to_async goes back to the caller's thread.
+                if is_async:
+                    await job.run()
+                else:
+                    await sync_to_async(job.run, thread_sensitive=True)()
+            elif job_lane is not None:
                 # The job's ORM calls (and its sync_to_async calls) go to its own lane.
                 with thread_sensitive_on(job_lane):
                     await job.run()
@@ -117,6 +130,9 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
                 await run_on_lane(lane, _run_sync, job)
     except Retry as exc:
         return _failed(claimed, f"Retry requested: {exc}", retry_after=exc.after)
+    except Snooze as exc:
+        run_after = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=exc.after)
+        return Outcome(claimed.id, SNOOZED, run_after=run_after)
     except TimeoutError:
         if deadline.expired():
             limit = f"{claimed.name} timed out after {timeout:g} s (timeout)"

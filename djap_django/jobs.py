@@ -10,7 +10,7 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 from django.utils import timezone
 
-from . import bulk, codec, conf, options, registry
+from . import bulk, codec, conf, inline, options, registry
 from .exceptions import (
     InvalidJobOptionError,
     JobDefinitionError,
@@ -215,9 +215,11 @@ def create_new(job_or_class: Any) -> JobDBModel:
     """Enqueue one job (a class or an instance); joins the caller's transaction."""
     # The same raw INSERT as bulk_create_new: on PostgreSQL one round trip with its
     # NOTIFY, which is most of a single enqueue's latency.
-    (row,) = bulk.enqueue([[new_row(job_or_class)]], conf.database_alias())
+    alias = conf.database_alias()
+    (row,) = bulk.enqueue([[new_row(job_or_class)]], alias)
     if isinstance(job_or_class, BaseJob):
         job_or_class.id = row.pk
+    inline.after_enqueue([row.pk], alias)
     return row
 
 
@@ -261,10 +263,12 @@ def bulk_create_new(jobs: Iterable[Any]) -> list[JobDBModel]:
             yield [new_row(job, defaults) for job in jobs[lo : lo + bulk.CHUNK]]
 
     # Raw INSERTs with their NOTIFY (bulk.py): ORM bulk_create costs ~10x more per job.
-    rows = bulk.enqueue(validated(), conf.database_alias())
+    alias = conf.database_alias()
+    rows = bulk.enqueue(validated(), alias)
     for job, row in zip(jobs, rows, strict=True):
         if isinstance(job, BaseJob):
             job.id = row.pk
+    inline.after_enqueue([row.pk for row in rows], alias)
     return rows
 
 

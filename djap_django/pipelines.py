@@ -20,7 +20,7 @@ from asgiref.sync import sync_to_async
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import Count
 
-from . import conf, pipeline_flow, registry
+from . import conf, inline, pipeline_flow, registry
 from .exceptions import (
     EnqueueError,
     JobNotRetryableError,
@@ -141,6 +141,7 @@ class Pipeline:
                 row.save(using=alias, force_insert=True)
                 previous = row
             notify_new_jobs(alias)
+            inline.after_enqueue([first_row.pk], alias)
         return pipeline
 
     @classmethod

@@ -42,6 +42,8 @@ RULES: dict[str, tuple[tuple[type, ...], float | None, bool]] = {
     "PRUNE_INTERVAL": (_NUMBER, 0.01, False),
     "STAGE_INTERVAL": (_NUMBER, 0.01, False),
     "STAGE_BATCH": ((int,), 1, False),
+    "INLINE": ((bool,), None, False),
+    "PERIODIC_INTERVAL": (_NUMBER, 0.05, False),
 }
 
 #: Statuses PRUNE_STATUSES may name: finished jobs only.

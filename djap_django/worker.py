@@ -30,6 +30,7 @@ from .completer import REFUSED_TRIES, Completer, refused_outcome
 from .execution import execute
 from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
+from .queue.base import SNOOZED
 from .resilience import DbGuard
 from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service, Stager
 from .services.heartbeat import Pulse
@@ -385,7 +386,10 @@ class Worker:
             outcome = await execute(claimed, self.lanes)
             outcome.claim = claimed.claim
             self._finishing.add(key)
-            if claimed.pipeline_id is not None:
+            if outcome.status == SNOOZED:
+                # Not a finish: the row goes back as it was, pipeline or not.
+                await self.db.call("snooze", self.queue.jobs_snooze, self.worker_id, outcome)
+            elif claimed.pipeline_id is not None:
                 # Counted as written: a done step whose results do not fit the next is failed.
                 written = await self._finish_pipeline_step(claimed, outcome)
                 if written is not None:

@@ -104,3 +104,8 @@ def procs(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Procs]:
     p = Procs(subprocess_env, tmp_path)
     yield p
     p.stop_all()
+
+
+# djap's pytest plugin (the `djap_inline` fixture), also when the installed package
+# predates its pytest11 entry point; defined here it simply shadows the plugin's.
+from djap_django.testing import djap_inline  # noqa: E402, F401

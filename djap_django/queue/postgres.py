@@ -389,6 +389,16 @@ class PostgresQueue(PostgresConnections):
         )
         return cur.rowcount
 
+    async def jobs_snooze(self, worker_id: int, outcome: Outcome) -> bool:
+        """Put a snoozed job back to `new` until its run_after, giving its attempt back."""
+        cur = await self._finish_conn.execute(
+            """UPDATE djap_job SET status = 'new', worker_id = NULL, run_after = %s,
+                   attempts = attempts - 1, started_at = NULL
+               WHERE id = %s AND claims = %s AND status = 'in_progress' AND worker_id = %s""",
+            (outcome.run_after, outcome.job_id, outcome.claim, worker_id),
+        )
+        return cur.rowcount == 1
+
     async def _rescue(
         self, workers: list[int], max_crashes: int, stale_after_s: float | None
     ) -> RescueReport:

@@ -310,6 +310,26 @@ class SQLiteQueue(SQLiteConnection):
 
         return await self._call(self._write, release)
 
+    async def jobs_snooze(self, worker_id: int, outcome: Outcome) -> bool:
+        """Put a snoozed job back to `new` until its run_after, giving its attempt back."""
+
+        def snooze(db: sqlite3.Connection) -> bool:
+            return (
+                db.execute(
+                    """UPDATE djap_job SET status = 'new', worker_id = NULL, run_after = ?,
+                           attempts = attempts - 1, started_at = NULL
+                       WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
+                    (
+                        None if outcome.run_after is None else _ts(outcome.run_after),
+                        outcome.job_id,
+                        worker_id,
+                    ),
+                ).rowcount
+                == 1
+            )
+
+        return await self._call(self._write, snooze)
+
     def _rescue(self, db: sqlite3.Connection, workers: list[int], max_crashes: int) -> RescueReport:
         if not workers:
             return RescueReport()
