@@ -71,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     "PRUNE_INTERVAL": 600.0,
     # Tests: enqueued jobs run at once in the caller's process after commit (flow-control.md).
     "INLINE": False,
+    # Periodic jobs: each worker checks the schedules at least this often (seconds).
+    "PERIODIC_INTERVAL": 1.0,
 }
 
 

@@ -42,6 +42,15 @@ class BaseJob:
     #: Inputs fields whose values make the job's unique key when `create()` names none:
     #: while a job with the same values waits or runs, enqueueing returns that one.
     unique_fields: ClassVar[tuple[str, ...]] = ()
+    #: Periodic: enqueued by the running workers every this many seconds (or a timedelta)...
+    every: ClassVar[float | dt.timedelta | None] = None
+    #: ...or on this five-field cron schedule ("0 3 * * *"), in the time zone `cron_tz`.
+    cron: ClassVar[str | None] = None
+    cron_tz: ClassVar[str] = "UTC"
+    #: The inputs of each periodic run (else Inputs() from its defaults, or none).
+    periodic_inputs: ClassVar[Any] = None
+    #: True: a tick runs even while the previous run has not ended (default: skipped).
+    periodic_overlap: ClassVar[bool] = False
     #: Set `abstract = True` on a base class that should not be registered itself.
     abstract: ClassVar[bool] = True
 

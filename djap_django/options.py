@@ -78,7 +78,10 @@ def _check_unique_fields(cls: type[BaseJob]) -> None:
 
 def check_class(cls: type[BaseJob]) -> None:
     """Raise JobDefinitionError for a wrong flow-control class option of `cls`."""
+    from . import periodic  # imported here: periodic imports the registry and codec
+
     _check_unique_fields(cls)
+    periodic.check_class(cls)
 
 
 def key_from_inputs(cls: type[BaseJob], inputs: Any) -> str:

@@ -32,7 +32,15 @@ from .lanes import BookkeepingExecutor, LanePool, thread_sensitive_on
 from .queue import ClaimedJob, Outcome, WorkerInfo, open_queue
 from .queue.base import SNOOZED
 from .resilience import DbGuard
-from .services import CancelWatch, Heartbeat, Pruner, Rescuer, Service, Stager
+from .services import (
+    CancelWatch,
+    Heartbeat,
+    PeriodicScheduler,
+    Pruner,
+    Rescuer,
+    Service,
+    Stager,
+)
 from .services.heartbeat import Pulse
 
 logger = logging.getLogger("djap.worker")
@@ -238,6 +246,7 @@ class Worker:
                 stop_claim=self._cancel_claim,
             ),
             Pruner(self.queue, self.db),
+            PeriodicScheduler(self.queue, self.db, self.options.alias),
         ]
 
     def _pulse(self, state: str | None = None) -> Pulse:

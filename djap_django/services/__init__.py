@@ -11,6 +11,15 @@ from .cancel_watch import CancelWatch
 from .heartbeat import Heartbeat
 from .pruner import Pruner
 from .rescuer import Rescuer
+from .scheduler import PeriodicScheduler
 from .stager import Stager
 
-__all__ = ["CancelWatch", "Heartbeat", "Pruner", "Rescuer", "Service", "Stager"]
+__all__ = [
+    "CancelWatch",
+    "Heartbeat",
+    "PeriodicScheduler",
+    "Pruner",
+    "Rescuer",
+    "Service",
+    "Stager",
+]

@@ -521,3 +521,6 @@ class ChaosRecord(BaseJob):
 
 # The flow-control tests' jobs live in their own module, registered with these.
 from tests.testapp import flow_jobs  # noqa: E402, F401
+
+if os.environ.get("DJAP_TEST_PERIODIC"):
+    from tests.testapp import periodic_jobs  # noqa: F401
