@@ -21,7 +21,13 @@ from django.utils.html import format_html
 
 from . import conf, overview
 from .exceptions import DjapError
-from .models import JobDBModel, PipelineDBModel, QueueOverview, WorkerDBModel
+from .models import (
+    JobDBModel,
+    PeriodicScheduleDBModel,
+    PipelineDBModel,
+    QueueOverview,
+    WorkerDBModel,
+)
 from .pipelines import cancel_pipeline, retry_job
 
 Status = JobDBModel.Status
@@ -264,6 +270,29 @@ class WorkerAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
     @admin.display(boolean=True, description="alive")
     def alive(self, obj: WorkerDBModel) -> bool:
         return is_alive(obj)
+
+
+# -- periodic schedules ------------------------------------------------------------------
+
+
+@admin.register(PeriodicScheduleDBModel)
+class PeriodicScheduleAdmin(ReadOnlyRowsMixin, admin.ModelAdmin):
+    """Each periodic job's last and next run; the rows are kept by the workers."""
+
+    list_display = ["name", "schedule", "last_run_at", "next_run_at", "last_job"]
+    search_fields = ["name"]
+    ordering = ["next_run_at"]
+    readonly_extra = ["last_job"]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="last job")
+    def last_job(self, obj: PeriodicScheduleDBModel) -> str:
+        if obj.last_job_id is None:
+            return "-"
+        url = reverse("admin:djap_django_jobdbmodel_change", args=[obj.last_job_id])
+        return format_html('<a href="{}">{}</a>', url, obj.last_job_id)
 
 
 # -- the queue overview ------------------------------------------------------------------

@@ -245,3 +245,21 @@ def test_retry_action_on_a_failed_step_resumes_its_pipeline(admin_client_, monke
     asyncio.run(djap.run_num_jobs(max_num_workers=4, timeout=30, num_jobs=2))
     pipeline.refresh_from_db()
     assert pipeline.status == "done"
+
+
+def test_periodic_schedules_show_last_and_next_run(admin_client_):
+    from djap_django.models import PeriodicScheduleDBModel
+
+    job = djap.create_new(JobWithSleep)
+    now = timezone.now()
+    PeriodicScheduleDBModel.objects.create(
+        name="JobWithSleep",
+        schedule="every 60s",
+        next_run_at=now + dt.timedelta(seconds=60),
+        last_run_at=now,
+        last_job_id=job.pk,
+    )
+    body = admin_client_.get(reverse("admin:djap_django_periodicscheduledbmodel_changelist"))
+    text = body.content.decode()
+    assert body.status_code == 200 and "every 60s" in text
+    assert reverse("admin:djap_django_jobdbmodel_change", args=[job.pk]) in text
