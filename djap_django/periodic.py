@@ -1,13 +1,14 @@
 """Periodic jobs: `every = 30` or `cron = "0 3 * * *"` on a BaseJob.
 
 Every worker process runs a PeriodicScheduler (services/scheduler.py) over run_once.
-The database decides who enqueues a tick: each periodic class has a row in djap_periodic with its next due time, and a
-worker that finds it due moves it on with a conditional UPDATE (`WHERE next_run_at =
-<the due time it read>`) and enqueues the job in the same transaction. Two workers
-that race for one tick both run that UPDATE; one of them changes a row, the other
-none, so the tick is enqueued once. A worker killed mid-tick rolls both back, and
-the next worker to look finds the tick still due. After downtime the next time is
-worked out from now, so missed ticks are not replayed: one run, then the schedule.
+The database decides who enqueues a tick: each periodic class has a row in
+djap_periodic with its next due time, and a worker that finds it due moves it on with
+a conditional UPDATE (`WHERE next_run_at = <the due time it read>`) and enqueues the
+job in the same transaction. Two workers that race for one tick both run that UPDATE;
+one of them changes a row, the other none, so the tick is enqueued once. A worker
+killed mid-tick rolls both back, and the next worker to look finds the tick still due.
+After downtime the next time is worked out from now, so missed ticks are not
+replayed: one run, then the schedule.
 
 A tick whose previous run has not ended is skipped (the job is enqueued with a
 unique key that the live run still holds), unless the class sets
