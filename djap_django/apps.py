@@ -13,7 +13,15 @@ class DjapConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            inline,
+            inline_runner,
+        )
+
+        # Enqueueing (jobs.py) turns inline mode on; running the jobs needs the pipelines,
+        # which import jobs.py: the runner is handed over here instead of imported there.
+        inline.set_runner(inline_runner.run)
 
         autodiscover_modules("jobs")
         autodiscover_modules("pipelines")

@@ -16,6 +16,7 @@ from djap import BaseJob
 from djap.exceptions import JobDefinitionError
 from djap_django import periodic, registry
 from djap_django.models import JobDBModel, PeriodicScheduleDBModel
+from djap_django.services import scheduler
 from tests.conftest import wait_until
 from tests.testapp import periodic_jobs
 
@@ -45,7 +46,7 @@ def _jobs(name: str) -> list[JobDBModel]:
 
 def test_the_first_check_schedules_and_a_due_tick_enqueues_once(periodic_classes):
     before = timezone.now()
-    report = periodic.run_once()
+    report = scheduler.run_once()
     assert report.enqueued == [] and 0 < report.next_in <= 3600
     rows = {r.name: r for r in PeriodicScheduleDBModel.objects.all()}
     assert set(rows) == {"HourlyReport", "NightlyCleanup"}
@@ -60,8 +61,8 @@ def test_the_first_check_schedules_and_a_due_tick_enqueues_once(periodic_classes
 
     _make_due("NightlyCleanup")
     _make_due("HourlyReport")
-    report = periodic.run_once()
-    assert len(report.enqueued) == 2 and periodic.run_once().enqueued == []
+    report = scheduler.run_once()
+    assert len(report.enqueued) == 2 and scheduler.run_once().enqueued == []
     (nightly,) = _jobs("NightlyCleanup")
     assert nightly.inputs == {"days": 30} and nightly.unique_key is None  # overlap allowed
     (hourly,) = _jobs("HourlyReport")
@@ -72,39 +73,39 @@ def test_the_first_check_schedules_and_a_due_tick_enqueues_once(periodic_classes
 
 
 def test_missed_ticks_are_not_replayed(periodic_classes):
-    periodic.run_once()
+    scheduler.run_once()
     _make_due("HourlyReport", ago_s=86400)  # a worker-less day: 24 ticks missed
-    assert len(periodic.run_once().enqueued) == 1
+    assert len(scheduler.run_once().enqueued) == 1
     assert len(_jobs("HourlyReport")) == 1
     assert PeriodicScheduleDBModel.objects.get(name="HourlyReport").next_run_at > timezone.now()
 
 
 def test_a_tick_is_skipped_while_the_previous_run_has_not_ended(periodic_classes):
-    periodic.run_once()
+    scheduler.run_once()
     _make_due("HourlyReport")
-    periodic.run_once()
+    scheduler.run_once()
     (first,) = _jobs("HourlyReport")
     JobDBModel.objects.filter(pk=first.pk).update(status="in_progress")
     _make_due("HourlyReport")
-    report = periodic.run_once()
+    report = scheduler.run_once()
     assert report.skipped == ["HourlyReport"] and len(_jobs("HourlyReport")) == 1
     JobDBModel.objects.filter(pk=first.pk).update(status="done")
     _make_due("HourlyReport")
-    assert len(periodic.run_once().enqueued) == 1 and len(_jobs("HourlyReport")) == 2
+    assert len(scheduler.run_once().enqueued) == 1 and len(_jobs("HourlyReport")) == 2
     # periodic_overlap = True: NightlyCleanup runs whatever its previous run does.
     _make_due("NightlyCleanup")
-    periodic.run_once()
+    scheduler.run_once()
     _make_due("NightlyCleanup")
-    periodic.run_once()
+    scheduler.run_once()
     assert [j.status for j in _jobs("NightlyCleanup")] == ["new", "new"]
 
 
 def test_a_changed_schedule_restarts_its_timing(periodic_classes):
-    periodic.run_once()
+    scheduler.run_once()
     PeriodicScheduleDBModel.objects.filter(name="HourlyReport").update(
         schedule="every 60s", next_run_at=timezone.now() - dt.timedelta(seconds=5)
     )
-    assert periodic.run_once().enqueued == []  # a new schedule starts from now: not due
+    assert scheduler.run_once().enqueued == []  # a new schedule starts from now: not due
     row = PeriodicScheduleDBModel.objects.get(name="HourlyReport")
     assert row.schedule == "every 3600s" and row.next_run_at > timezone.now()
 
@@ -114,15 +115,15 @@ def test_a_changed_schedule_restarts_its_timing(periodic_classes):
 )
 def test_two_workers_racing_for_one_tick_enqueue_it_once(periodic_classes):
     """Forced: A has moved the tick on but not committed; B's UPDATE waits for A's lock."""
-    periodic.run_once()
+    scheduler.run_once()
     _make_due("HourlyReport")
     other: dict = {}
 
     def worker_b():
-        other["report"] = periodic.run_once()
+        other["report"] = scheduler.run_once()
 
     with transaction.atomic():
-        assert len(periodic.run_once().enqueued) == 1  # worker A, not committed yet
+        assert len(scheduler.run_once().enqueued) == 1  # worker A, not committed yet
         b = threading.Thread(target=worker_b)
         b.start()
         with connection.cursor() as cursor:
