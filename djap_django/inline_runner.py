@@ -13,6 +13,7 @@ connections of their own, which is why the few statements of this path live here
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 
@@ -63,7 +64,10 @@ def run(job_ids: list[int], alias: str | None = None) -> None:
 
 
 def _execute(job: ClaimedJob) -> Outcome:
-    return async_to_sync(execute)(job, INLINE_SYNC)
+    # In a copy of the caller's context: execute binds the job to the log context, and
+    # async_to_sync hands context changes back, which would tag the caller's later
+    # records with this job.
+    return contextvars.copy_context().run(async_to_sync(execute), job, INLINE_SYNC)
 
 
 def _claim(alias: str, job_ids: list[int]) -> list[ClaimedJob]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.db import transaction
 from django.test import override_settings
@@ -97,3 +99,12 @@ def test_the_setting_and_the_context_manager():
     # Without either, enqueue only writes the row.
     assert djap.create_new(JobWithInputsAndOutputs.create({"id": 4})).status == "new"
     assert JobDBModel.objects.filter(status="new").count() == 2
+
+
+def test_the_callers_log_context_is_left_as_it_was(djap_inline):
+    from djap_django.logs import JobContextFilter
+
+    djap.create_new(JobWithInputsAndOutputs.create({"id": 5}))
+    record = logging.LogRecord("djap.test", logging.INFO, __file__, 1, "after", (), None)
+    JobContextFilter().filter(record)
+    assert record.job_id is None  # the inline job's id stayed with the job
