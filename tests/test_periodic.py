@@ -129,6 +129,8 @@ def test_two_workers_racing_for_one_tick_enqueue_it_once(periodic_classes):
         with connection.cursor() as cursor:
 
             def b_waits_for_our_lock():
+                # Inside a transaction the activity views are read once and cached.
+                cursor.execute("SELECT pg_stat_clear_snapshot()")
                 cursor.execute(
                     "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
                     "WHERE NOT l.granted AND a.datname = current_database()"
