@@ -253,7 +253,8 @@ def _rows(
         return _instances(rows, ids, insert, now, alias)  # type: ignore[arg-type]
     written = [i for i, pk in enumerate(ids) if pk is not None]
     out: list[JobDBModel | None] = [None] * len(rows)
-    made = _instances([rows[i] for i in written], [ids[i] for i in written], insert, now, alias)
+    written_ids = [pk for pk in ids if pk is not None]
+    made = _instances([rows[i] for i in written], written_ids, insert, now, alias)
     for i, obj in zip(written, made, strict=True):
         out[i] = obj
     taken = [i for i, pk in enumerate(ids) if pk is None]

@@ -78,7 +78,13 @@ class AddConstraintWithoutLocking(migrations.AddConstraint):
     """AddConstraint for a partial UniqueConstraint (a unique index), built CONCURRENTLY
     on PostgreSQL, where a plain build would block every enqueue and claim meanwhile."""
 
-    def database_forwards(self, app_label, schema_editor, from_state, to_state) -> None:
+    def database_forwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return
@@ -91,7 +97,13 @@ class AddConstraintWithoutLocking(migrations.AddConstraint):
             raise ValueError(f"{self.constraint.name}: expected a unique index, got {sql!r}")
         schema_editor.execute(prefix + "CONCURRENTLY " + sql[len(prefix) :])
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state) -> None:
+    def database_backwards(
+        self,
+        app_label: str,
+        schema_editor: BaseDatabaseSchemaEditor,
+        from_state: ProjectState,
+        to_state: ProjectState,
+    ) -> None:
         model = to_state.apps.get_model(app_label, self.model_name)
         if not self.allow_migrate_model(schema_editor.connection.alias, model):
             return

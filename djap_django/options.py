@@ -49,14 +49,14 @@ def check_timeout(name: str, value: Any) -> float | None:
     raise InvalidJobOptionError(f"{name}: timeout must be seconds > 0 or None, not {value!r}")
 
 
-def _input_field_names(cls: type) -> set[str] | None:
+def _input_field_names(cls: Any) -> set[str] | None:
     inputs = cls.Inputs
     if inputs is not None and dataclasses.is_dataclass(inputs):
         return {f.name for f in dataclasses.fields(inputs)}
     return None  # an asdict() class: its keys are known only per value
 
 
-def _check_unique_fields(cls: type) -> None:
+def _check_unique_fields(cls: Any) -> None:
     fields = cls.unique_fields
     where = f"{cls.__module__}.{cls.__qualname__}.unique_fields"
     if isinstance(fields, str) or not isinstance(fields, tuple | list):
@@ -74,13 +74,13 @@ def _check_unique_fields(cls: type) -> None:
         )
 
 
-def check_class(cls: type) -> None:
+def check_class(cls: Any) -> None:
     """Raise JobDefinitionError for a wrong flow-control class option of `cls`."""
     _check_unique_fields(cls)
     periodic.check_class(cls)
 
 
-def key_from_inputs(cls: type, inputs: Any) -> str:
+def key_from_inputs(cls: Any, inputs: Any) -> str:
     """The unique key of `unique_fields`: their values as JSON, hashed if too long."""
     data = inputs if isinstance(inputs, dict) else {}
     parts = {f: data.get(f) for f in cls.unique_fields}

@@ -23,7 +23,7 @@ import datetime as dt
 import logging
 import math
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import cron, registry
 from .exceptions import EnqueueError, JobDefinitionError
@@ -66,11 +66,11 @@ class CronSchedule:
         return self.expression.next_after(after, cron.zone(self.tz_name))
 
 
-def _where(cls: type, attribute: str) -> str:
+def _where(cls: Any, attribute: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}.{attribute}"
 
 
-def _every_seconds(cls: type) -> float:
+def _every_seconds(cls: Any) -> float:
     every = cls.every
     if isinstance(every, dt.timedelta):
         every = every.total_seconds()
@@ -81,7 +81,7 @@ def _every_seconds(cls: type) -> float:
     return float(every)
 
 
-def _schedule(cls: type) -> Schedule | None:
+def _schedule(cls: Any) -> Schedule | None:
     if cls.every is not None and cls.cron is not None:
         raise JobDefinitionError(
             f"{_where(cls, 'every')} and .cron are both set; a periodic job has one schedule"
@@ -101,7 +101,7 @@ def _schedule(cls: type) -> Schedule | None:
     return CronSchedule(expression, cls.cron_tz)
 
 
-def _required_fields(inputs_cls: type) -> list[str]:
+def _required_fields(inputs_cls: Any) -> list[str]:
     if not dataclasses.is_dataclass(inputs_cls):
         return []
     missing = dataclasses.MISSING
@@ -112,7 +112,7 @@ def _required_fields(inputs_cls: type) -> list[str]:
     ]
 
 
-def _check_inputs(cls: type) -> None:
+def _check_inputs(cls: Any) -> None:
     """A tick has no caller to give inputs: they come from periodic_inputs or defaults."""
     from . import codec
 
@@ -138,7 +138,7 @@ def _check_inputs(cls: type) -> None:
         )
 
 
-def check_class(cls: type) -> None:
+def check_class(cls: Any) -> None:
     """Raise JobDefinitionError, naming the attribute, for a wrong periodic option."""
     schedule = _schedule(cls)
     if schedule is None:
@@ -151,12 +151,12 @@ def check_class(cls: type) -> None:
     _check_inputs(cls)
 
 
-def schedule_of(cls: type) -> Schedule | None:
+def schedule_of(cls: Any) -> Schedule | None:
     """The schedule of a (checked) job class, or None if it is not periodic."""
     return _schedule(cls)
 
 
-def periodic_classes() -> dict[str, tuple[type, Schedule]]:
+def periodic_classes() -> dict[str, tuple[Any, Schedule]]:
     found = {}
     for name in registry.names():
         cls = registry.get(name)

@@ -199,13 +199,14 @@ def _check_join_inputs(where: str, job: type[BaseJob]) -> None:
 FINISH_ATTEMPTS = 5
 
 
-def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
+def finish_step(worker_id: int | None, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
     """Write a pipeline step's outcome and ready its successors in one transaction.
 
     Returns the outcome as written: `failed`, with the reason, when the step's results
     do not fit the next step; None if the job was no longer ours to finish.
     Safe to repeat: the write is guarded by this worker holding the row, so after
     a lost connection the retry applies it once or finds it already applied.
+    `worker_id` None is inline mode (inline_runner.py): no worker holds the row.
     """
     alias = conf.database_alias()
     for attempt in range(1, FINISH_ATTEMPTS + 1):
@@ -227,7 +228,9 @@ def finish_step(worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcom
     raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-def _finish(alias: str, worker_id: int, claimed: ClaimedJob, outcome: Outcome) -> Outcome | None:
+def _finish(
+    alias: str, worker_id: int | None, claimed: ClaimedJob, outcome: Outcome
+) -> Outcome | None:
     # Lock order, here and everywhere: the pipeline row first, then job rows.
     pipeline = (
         None

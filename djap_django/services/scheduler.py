@@ -30,7 +30,7 @@ logger = logging.getLogger("djap.periodic")
 MIN_SLEEP_S = 0.05
 
 
-def _inputs(cls: type) -> Any:
+def _inputs(cls: Any) -> Any:
     if cls.periodic_inputs is not None:
         return cls.periodic_inputs
     return None if cls.Inputs is None else cls.Inputs()
@@ -93,7 +93,7 @@ def run_once(alias: str | None = None) -> TickReport:
 
 def _tick(
     alias: str,
-    cls: type,
+    cls: Any,
     schedule: periodic.Schedule,
     row: Any,
     now: dt.datetime,
