@@ -393,9 +393,10 @@ class PostgresQueue(PostgresConnections):
         """Put a snoozed job back to `new` until its run_after, giving its attempt back."""
         cur = await self._finish_conn.execute(
             """UPDATE djap_job SET status = 'new', worker_id = NULL, run_after = %s,
+                   scheduled = COALESCE(%s::timestamptz > now(), false),
                    attempts = attempts - 1, started_at = NULL
                WHERE id = %s AND claims = %s AND status = 'in_progress' AND worker_id = %s""",
-            (outcome.run_after, outcome.job_id, outcome.claim, worker_id),
+            (outcome.run_after, outcome.run_after, outcome.job_id, outcome.claim, worker_id),
         )
         return cur.rowcount == 1
 

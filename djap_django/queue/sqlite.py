@@ -317,11 +317,14 @@ class SQLiteQueue(SQLiteConnection):
             return (
                 db.execute(
                     """UPDATE djap_job SET status = 'new', worker_id = NULL, run_after = ?,
-                           attempts = attempts - 1, started_at = NULL
-                       WHERE id = ? AND status = 'in_progress' AND worker_id = ?""",
+                           scheduled = ?, attempts = attempts - 1, started_at = NULL
+                       WHERE id = ? AND claims = ? AND status = 'in_progress' AND worker_id = ?""",
                     (
                         None if outcome.run_after is None else _ts(outcome.run_after),
+                        outcome.run_after is not None
+                        and outcome.run_after > dt.datetime.now(dt.UTC),
                         outcome.job_id,
+                        outcome.claim,
                         worker_id,
                     ),
                 ).rowcount
