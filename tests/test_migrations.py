@@ -147,10 +147,10 @@ def _unique_index_exists() -> bool:
     return "djap_job_unique" in constraints
 
 
-def test_0009_adds_the_unique_index_and_periodic_table_and_takes_them_back():
+def test_0010_adds_the_unique_index_and_periodic_table_and_takes_them_back():
     job = djap.create_new(JobWithSleep.create(unique_key="k"))
     assert _unique_index_exists() and "djap_periodic" in connection.introspection.table_names()
-    call_command("migrate", "djap_django", "0008", verbosity=0)
+    call_command("migrate", "djap_django", "0009", verbosity=0)
     assert not _unique_index_exists()
     assert "djap_periodic" not in connection.introspection.table_names()
     call_command("migrate", "djap_django", verbosity=0)

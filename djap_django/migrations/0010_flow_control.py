@@ -11,7 +11,7 @@ class Migration(migrations.Migration):
     atomic = False  # CREATE INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
-        ('djap_django', '0008_scheduled_jobs'),
+        ('djap_django', '0009_job_claims'),
     ]
 
     operations = [
