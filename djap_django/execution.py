@@ -103,6 +103,9 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
     except DjapError as exc:
         # A row we cannot even build will not fit on a retry either: fail it now.
         return Outcome(claimed.id, "failed", error=str(exc))
+    except Exception:
+        # An Inputs class whose own __init__ or __post_init__ raised: the same, with how.
+        return Outcome(claimed.id, "failed", error=traceback.format_exc())
 
     timeout = claimed.timeout
     is_async = inspect.iscoroutinefunction(job.run)
@@ -155,6 +158,15 @@ async def execute(claimed: ClaimedJob, lanes: LanePool) -> Outcome:
         outputs_json = _encode_outputs(job)
     except DjapError as exc:
         return Outcome(claimed.id, "failed", error=str(exc))
+    except (TypeError, ValueError) as exc:
+        # json's own refusals (a set, a datetime, NaN): without this the attempt would
+        # end with no outcome and stay in_progress under this worker's live heartbeat.
+        return Outcome(
+            claimed.id,
+            "failed",
+            error=f"{claimed.name}: outputs are not JSON ({exc}); set only str, int, float, "
+            "bool, None, and lists and dicts of those",
+        )
     outcome = Outcome(claimed.id, "done", outputs_json=outputs_json)
     if claimed.pipeline_id is not None:
         outcome.next_inputs = job.next_job_inputs

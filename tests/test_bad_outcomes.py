@@ -15,7 +15,13 @@ from djap_django.models import JobDBModel
 from djap_django.worker import Worker, WorkerOptions
 from tests.conftest import wait_until
 from tests.faults import REFUSAL, allow_again, refuse_finishing
-from tests.testapp.jobs import NulError, NulOutputs, RecordExecution
+from tests.testapp.jobs import (
+    NotJsonOutputs,
+    NulError,
+    NulOutputs,
+    RecordExecution,
+    SurrogateError,
+)
 
 
 def run_jobs(n: int, timeout: float = 30) -> None:
@@ -40,6 +46,26 @@ def test_nul_in_outputs_or_error_fails_that_job_and_every_other_is_written():
     # The traceback is kept, the NUL shown escaped.
     assert err.status == "failed" and "bad byte \\x00 in upload" in err.error
     assert "bad byte \\x00 in upload" in err.errors[-1]["error"]
+
+
+def test_outputs_json_cannot_hold_fail_that_job_instead_of_leaving_it_in_progress():
+    bad = djap.bulk_create_new([NotJsonOutputs.create() for _ in range(2)])
+    plain = djap.bulk_create_new([RecordExecution.create({"key": i}) for i in range(5)])
+    run_jobs(7)
+    found = statuses()
+    assert [found[r.pk] for r in plain] == ["done"] * 5
+    for row in JobDBModel.objects.filter(pk__in=[r.pk for r in bad]):
+        assert row.status == "failed", row.status
+        assert "outputs are not JSON" in row.error and row.outputs is None
+
+
+def test_an_error_with_a_lone_surrogate_is_stored_escaped():
+    row = djap.create_new(SurrogateError)
+    plain = djap.create_new(RecordExecution.create({"key": 1}))
+    run_jobs(2)
+    row.refresh_from_db()
+    assert JobDBModel.objects.get(pk=plain.pk).status == "done"
+    assert row.status == "failed" and "cannot open b'\\xff': \\udcff" in row.error
 
 
 def test_an_outcome_the_database_keeps_refusing_is_failed_alone_with_the_reason():

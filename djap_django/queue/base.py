@@ -55,9 +55,17 @@ class Outcome:
     claim: int = 0
 
     def __post_init__(self) -> None:
+        if not self.error:
+            return
         # PostgreSQL refuses NUL in text: show it escaped rather than lose the error.
         if "\x00" in self.error:
             self.error = self.error.replace("\x00", "\\x00")
+        # Neither database driver can send a lone surrogate (a file name's bad byte
+        # decoded with surrogateescape): show it escaped too.
+        try:
+            self.error.encode("utf-8")
+        except UnicodeEncodeError:
+            self.error = self.error.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(slots=True)

@@ -473,6 +473,20 @@ class NulError(BaseJob):
         raise ValueError("bad byte \x00 in upload")
 
 
+class NotJsonOutputs(BaseJob):
+    """Sets outputs that JSON cannot hold: a set (a TypeError) or NaN (a ValueError)."""
+
+    async def run(self):
+        self.outputs = {"tags": {"a", "b"}} if self.id % 2 else {"score": float("nan")}
+
+
+class SurrogateError(BaseJob):
+    """Raises an error whose message holds a lone surrogate, as a bad file name gives."""
+
+    async def run(self):
+        raise ValueError("cannot open b'\\xff': " + b"\xff".decode("utf-8", "surrogateescape"))
+
+
 class RecordAndReport(BaseJob):
     """Records the start and end of each attempt; attempt N works N * `seconds`."""
 
