@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 import djap
+from djap_django.budget import PG_QUEUE_CONNECTIONS
 from djap_django.models import JobDBModel, PipelineDBModel
 from tests.pgbouncer import running_pgbouncer
 from tests.testapp.jobs import LaneWhere, SyncLaneWhere
@@ -47,7 +48,7 @@ def test_a_worker_behind_pgbouncer_runs_orm_jobs_and_pipelines(procs, pgbouncer_
     assert {JobDBModel.objects.get(pk=r.pk).status for r in rows} == {"done"}
     assert PipelineDBModel.objects.get(pk=pipeline.pk).status == "done"
     # Through PgBouncer: the lanes' connections are PgBouncer's clients, not servers.
-    queue = 3 if listen else 2
+    queue = PG_QUEUE_CONNECTIONS if listen else PG_QUEUE_CONNECTIONS - 1  # polling: no LISTEN
     assert f"{queue + 1 + 4} database connections at most" in result.stderr
     # No session setting of djap's leaked into PgBouncer's server connections.
     params = dict(connection.get_connection_params(), port=pgbouncer_port, host="127.0.0.1")
