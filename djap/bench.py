@@ -20,12 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import CliError
+from .percentiles import percentile
 
 #: Worker group name of the bench's processes (shown by `djap status` while it runs).
 BENCH_GROUP = "djap-bench"
@@ -79,15 +80,6 @@ class BenchOptions:
     due_in_s: float | None = None
     #: With filter `exclude`: every name the workers leave alone (set by run_bench).
     exclude_names: list[str] = field(default_factory=list)
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (the value at rank ceil(p% of n)); None when empty."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), -(-len(ordered) * p // 100)))
-    return ordered[int(rank) - 1]
 
 
 def read_marks(path: Path) -> list[tuple[int, float]]:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import CliError
+from .percentiles import percentile
 
 #: Seconds a ceiling process may take beyond its measuring time before it is given up.
 CEILING_SLACK_S = 120.0
@@ -134,6 +135,4 @@ class ConnectionSampler:
         self._conn.close()
 
     def figures(self) -> dict[str, Any]:
-        from .bench import percentile
-
         return {"max": max(self.samples, default=None), "p50": percentile(self.samples, 50)}
